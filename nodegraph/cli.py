@@ -1,0 +1,211 @@
+"""The command line: ``nodegraph run | validate | nodes``, all through the public API.
+
+Exit codes: 0 success, 1 a problem with the input (workflow, parameter, file,
+a node that failed), 2 a usage error, 130 cancelled. User mistakes print one
+line per problem and no traceback (``--debug`` shows it for a failed node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+MAX_LISTED_PROBLEMS = 50
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nodegraph", description="Run and check node-graph workflows.")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run a workflow headless and write its outputs")
+    run.add_argument("workflow", help="a workflow .json, or a PNG this program saved")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                     help="override a parameter (VALUE is read as JSON when it parses, else as text)")
+    run.add_argument("--target", dest="targets", action="append", metavar="NODE",
+                     help="run only what this node needs (repeatable; default: every output node)")
+    run.add_argument("--output-dir", default="output", help="folder for written files (default: ./output)")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    run.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
+    run.add_argument("--debug", action="store_true", help="show the traceback when a node fails")
+    run.set_defaults(func=_cmd_run)
+
+    val = sub.add_parser("validate", help="check a workflow and list every problem")
+    val.add_argument("workflow")
+    val.add_argument("--json", action="store_true")
+    val.set_defaults(func=_cmd_validate)
+
+    nodes = sub.add_parser("nodes", help="list the node types")
+    nodes.add_argument("--json", action="store_true", help="full declarations as JSON")
+    nodes.set_defaults(func=_cmd_nodes)
+    return parser
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _print_problems(problems, source: str) -> None:
+    for problem in problems[:MAX_LISTED_PROBLEMS]:
+        print(f"{source}: {problem}", file=sys.stderr)
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        print(f"{source}: ... and {len(problems) - MAX_LISTED_PROBLEMS} more problems", file=sys.stderr)
+
+
+def _parse_set(text: str) -> tuple[str, str, object]:
+    target, eq, raw = text.partition("=")
+    node_id, dot, param = target.partition(".")
+    if not eq or not dot or not node_id or not param:
+        raise ValueError(f"--set {text!r}: write NODE.PARAM=VALUE")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return node_id, param, value
+
+
+def _cmd_run(args) -> int:
+    import nodegraph
+
+    try:
+        workflow = nodegraph.load(args.workflow)
+        for text in args.sets:
+            node_id, param, value = _parse_set(text)
+            if node_id not in workflow.nodes:
+                raise nodegraph.NodegraphError(f"--set {text!r}: no node with id {node_id!r}")
+            workflow.set_param(node_id, param, value)
+        engine = nodegraph.Engine(device=args.device)
+        engine.torch_device  # a bad --device is reported before anything runs
+    except nodegraph.WorkflowInvalid as e:
+        _print_problems(e.problems, args.workflow)
+        return 1
+    except (nodegraph.NodegraphError, ValueError) as e:
+        _err(str(e))
+        return 1
+
+    progress = _Progress(enabled=sys.stderr.isatty())
+    cancel = threading.Event()
+    try:
+        result = engine.run(
+            workflow, targets=args.targets, on_event=progress, cancel=cancel, output_dir=Path(args.output_dir)
+        )
+        code = 0
+    except nodegraph.NodeFailed as e:
+        result, code = e.result, 1
+        progress.close()
+        _err(str(e))
+        if args.debug and e.__cause__ is not None:
+            import traceback
+
+            traceback.print_exception(e.__cause__)
+    except nodegraph.RunCancelled as e:
+        result, code = e.result, 130
+    except KeyboardInterrupt:
+        cancel.set()
+        progress.close()
+        print("cancelled", file=sys.stderr)
+        return 130
+    except nodegraph.NodegraphError as e:  # e.g. an unknown --target
+        _err(str(e))
+        return 1
+    progress.close()
+    if args.json:
+        print(json.dumps(result.report(), indent=2))
+    else:
+        for path in result.files:
+            print(path)
+        ran, cached = len(result.executed), len(result.cached)
+        print(f"{ran} node{'s' * (ran != 1)} ran, {cached} cached, {len(result.files)} files written", file=sys.stderr)
+    return code
+
+
+class _Progress:
+    """A tqdm bar per node on a terminal; silent otherwise (the report says what ran)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar = enabled, None
+
+    def __call__(self, event) -> None:
+        if not self.enabled:
+            return
+        if event.kind == "started":
+            from tqdm import tqdm
+
+            self.close()
+            self.bar = tqdm(total=100, desc=event.node, leave=True, file=sys.stderr,
+                            bar_format="{desc:>16} {bar} {percentage:3.0f}% {elapsed}")
+        elif event.kind == "progress" and self.bar is not None:
+            self.bar.n = round(100 * max(0.0, min(1.0, event.fraction or 0)))
+            self.bar.refresh()
+        elif event.kind in ("finished", "failed", "cancelled") and self.bar is not None:
+            if event.kind == "finished":
+                self.bar.n = 100
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _cmd_validate(args) -> int:
+    import nodegraph
+
+    try:
+        workflow = nodegraph.load(args.workflow, strict=False)
+    except nodegraph.NodegraphError as e:
+        if args.json:
+            print(json.dumps({"ok": False, "problems": [{"message": str(e)}]}, indent=2))
+        _err(str(e))
+        return 1
+    problems = workflow.problems
+    if args.json:
+        listed = [{"node": p.node, "port": p.port, "message": p.message} for p in problems]
+        print(json.dumps({"ok": not problems, "problems": listed}, indent=2))
+    elif problems:
+        _print_problems(problems, args.workflow)
+    else:
+        print(f"{args.workflow}: ok ({len(workflow.nodes)} nodes, {len(workflow.links)} links)")
+    return 1 if problems else 0
+
+
+def _cmd_nodes(args) -> int:
+    import nodegraph
+
+    types = nodegraph.REGISTRY.all()
+    if args.json:
+        print(json.dumps([t.describe() for t in types], indent=2))
+        return 0
+    rows = [("TYPE", "TITLE", "CATEGORY", "INPUTS", "OUTPUTS", "PARAMETERS")]
+    for t in types:
+        rows.append((
+            t.id,
+            t.title,
+            t.category,
+            ", ".join(f"{i.name}:{i.type}{'?' if i.optional else ''}" for i in t.inputs) or "-",
+            ", ".join(f"{o.name}:{o.type}" for o in t.outputs) or "-",
+            ", ".join(f"{p.name}={p.default!r}" for p in t.params) or "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Reading and writing workflow files: JSON, or the workflow embedded in a PNG this program saved.
+
+``load`` reports every problem at once (structure, parameters, links, cycles),
+each with its node id and port, and never lets a malformed file become a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import Problem, WorkflowFileError, WorkflowInvalid
+from .files import atomic_write
+from .migrations import upgrade
+from .registry import REGISTRY, Registry
+from .validate import validate
+from .workflow import MODES, NODE_ID_RE, Group, Link, Node, Workflow, _position
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_KEY = "workflow"  # the PNG text chunk Save Image writes
+
+
+def load(path: str | os.PathLike, registry: Registry | None = None, strict: bool = True) -> Workflow:
+    """Read a workflow file (JSON, or a PNG with an embedded workflow).
+
+    With ``strict`` (the default) any problem raises :class:`WorkflowInvalid` listing all of
+    them; otherwise the workflow is returned with ``workflow.problems`` set, so an editor can
+    open a file that needs fixing.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise WorkflowFileError(f"{path}: not a file")
+        if size > MAX_FILE_BYTES:
+            raise WorkflowFileError(f"{path}: {size} bytes is larger than the {MAX_FILE_BYTES} byte limit")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise WorkflowFileError(f"{path}: no such file") from None
+    except OSError as e:
+        raise WorkflowFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    text = _workflow_text_from_png(path) if data.startswith(PNG_MAGIC) else _decode(data, path)
+    workflow = loads(text, registry=registry, source=str(path), strict=strict)
+    workflow.base_dir = path.resolve().parent
+    return workflow
+
+
+def loads(text: str, registry: Registry | None = None, source: str = "<workflow>", strict: bool = True) -> Workflow:
+    doc = _parse_json(text, source)
+    try:
+        doc = upgrade(doc)
+    except WorkflowFileError as e:
+        raise WorkflowFileError(f"{source}: {e}") from None
+    workflow, problems = from_dict(doc, registry)
+    problems += validate(workflow)
+    workflow.problems = problems
+    if strict and problems:
+        raise WorkflowInvalid(problems, source)
+    return workflow
+
+
+def save(workflow: Workflow, path: str | os.PathLike) -> Path:
+    """Write the canonical JSON atomically: a reader never sees a half-written file."""
+    return atomic_write(path, workflow.dumps().encode("utf-8"))
+
+
+def _decode(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise WorkflowFileError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def _workflow_text_from_png(path: Path) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:  # reads the chunks before the pixels; pixels are never decoded
+            text = im.info.get(PNG_KEY)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise WorkflowFileError(f"{path}: unreadable PNG ({e})") from None
+    if not isinstance(text, str):
+        raise WorkflowFileError(f"{path}: this PNG has no embedded workflow")
+    return text
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not allowed in a workflow")
+
+
+def _parse_json(text: str, source: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise WorkflowFileError(f"{source}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except ValueError as e:  # NaN / Infinity, or an integer too long to convert
+        raise WorkflowFileError(f"{source}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise WorkflowFileError(f"{source}: JSON nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise WorkflowFileError(f"{source}: the top level must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def from_dict(doc: dict[str, Any], registry: Registry | None = None) -> tuple[Workflow, list[Problem]]:
+    """Build a workflow from an upgraded document; structural problems are collected, not raised."""
+    registry = registry or REGISTRY
+    workflow = Workflow(registry)
+    problems: list[Problem] = []
+    raw_nodes = doc.get("nodes", [])
+    if not isinstance(raw_nodes, list):
+        return workflow, [Problem("'nodes' must be a list")]
+    for index, raw in enumerate(raw_nodes):
+        node = _read_node(raw, index, workflow, problems)
+        if node is not None:
+            _normalise_params(node, registry, problems)
+            workflow.nodes[node.id] = node
+    raw_links = doc.get("links", [])
+    if not isinstance(raw_links, list):
+        problems.append(Problem("'links' must be a list"))
+        raw_links = []
+    for raw in raw_links:
+        link = _read_link(raw, problems)
+        if link is not None:
+            workflow.links.append(link)
+    raw_groups = doc.get("groups", [])
+    for raw in raw_groups if isinstance(raw_groups, list) else [None]:
+        group = _read_group(raw, problems)
+        if group is not None:
+            workflow.groups[group.id] = group
+    metadata = doc.get("metadata", {})
+    if isinstance(metadata, dict):
+        workflow.metadata = metadata
+    else:
+        problems.append(Problem("'metadata' must be an object"))
+    unknown = set(doc) - {"format", "version", "metadata", "nodes", "links", "groups"}
+    problems += [Problem(f"unknown top-level key {key!r}") for key in sorted(unknown)]
+    return workflow, problems
+
+
+def _read_node(raw: Any, index: int, workflow: Workflow, problems: list[Problem]) -> Node | None:
+    if not isinstance(raw, dict):
+        problems.append(Problem(f"nodes[{index}] must be an object"))
+        return None
+    node_id = raw.get("id")
+    if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
+        problems.append(Problem(f"nodes[{index}]: id must be 1-64 letters, digits, '_' or '-', got {node_id!r:.60}"))
+        return None
+    if node_id in workflow.nodes:
+        problems.append(Problem("node id is used twice", node_id))
+        return None
+    bad = len(problems)
+    type_id, version, mode = raw.get("type"), raw.get("version"), raw.get("mode", "active")
+    params, position, title = raw.get("params", {}), raw.get("position", [0, 0]), raw.get("title")
+    if not isinstance(type_id, str):
+        problems.append(Problem(f"'type' must be a string, got {type_id!r:.60}", node_id))
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        problems.append(Problem(f"'version' must be a positive integer, got {version!r:.60}", node_id))
+    if mode not in MODES:
+        problems.append(Problem(f"'mode' must be one of {', '.join(MODES)}, got {mode!r:.60}", node_id))
+    if not isinstance(params, dict):
+        problems.append(Problem("'params' must be an object", node_id))
+    if title is not None and not isinstance(title, str):
+        problems.append(Problem("'title' must be a string", node_id))
+    try:
+        position = _position(position)
+    except (TypeError, ValueError, OverflowError):
+        problems.append(Problem("'position' must be two finite numbers", node_id))
+    extra = set(raw) - {"id", "type", "version", "mode", "params", "position", "title"}
+    problems += [Problem(f"unknown key {key!r}", node_id) for key in sorted(extra)]
+    if len(problems) > bad:
+        return None
+    return Node(node_id, type_id, version, dict(params), mode, position, title)
+
+
+def _normalise_params(node: Node, registry: Registry, problems: list[Problem]) -> None:
+    """Upgrade old node-type versions, fill defaults for parameters the file omits, canonicalise values."""
+    node_type = registry.get(node.type)
+    if node_type is None:
+        return  # reported by validate()
+    while node.version < node_type.version and node.version in node_type.upgrades:
+        node.params = node_type.upgrades[node.version](dict(node.params))
+        node.version += 1
+    if node.version != node_type.version:
+        return  # reported by validate()
+    for param in node_type.params:
+        if param.name not in node.params:
+            node.params[param.name] = param.default
+        else:
+            try:
+                node.params[param.name] = param.coerce(node.params[param.name])
+            except ValueError:
+                pass  # reported by validate()
+
+
+def _read_link(raw: Any, problems: list[Problem]) -> Link | None:
+    def end(text: Any) -> tuple[str, str] | None:
+        if isinstance(text, str) and text.count(".") == 1:
+            node_id, port = text.split(".")
+            if NODE_ID_RE.match(node_id) and port:
+                return node_id, port
+        return None
+
+    if not isinstance(raw, dict) or set(raw) != {"from", "to"}:
+        problems.append(Problem(f"a link must be {{\"from\": \"node.output\", \"to\": \"node.input\"}}, got {raw!r:.80}"))
+        return None
+    src, dst = end(raw["from"]), end(raw["to"])
+    if src is None or dst is None:
+        problems.append(Problem(f"link ends must be written 'node.port', got {raw!r:.80}"))
+        return None
+    return Link(src[0], src[1], dst[0], dst[1])
+
+
+def _read_group(raw: Any, problems: list[Problem]) -> Group | None:
+    ok = (
+        isinstance(raw, dict)
+        and isinstance(raw.get("id"), str)
+        and isinstance(raw.get("title", ""), str)
+        and isinstance(raw.get("nodes", []), list)
+        and all(isinstance(n, str) for n in raw.get("nodes", []))
+        and isinstance(raw.get("color", ""), (str, type(None)))
+    )
+    if not ok:
+        problems.append(Problem(f"a group must be {{id, title, nodes: [ids], color?}}, got {raw!r:.80}"))
+        return None
+    return Group(raw["id"], raw.get("title", ""), list(raw.get("nodes", [])), raw.get("color"))

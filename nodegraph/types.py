@@ -1,0 +1,57 @@
+"""Port types and the one rule that says which links are legal.
+
+The GUI (dimming sockets while a link is dragged), the workflow validator and
+the engine all call :func:`compatible`; nothing else decides link legality.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class PortType(str, enum.Enum):
+    IMAGE = "IMAGE"  # tensor (batch, 3, height, width), float in [0, 1]
+    MASK = "MASK"  # tensor (batch, 1, height, width), float in [0, 1]
+    LATENT = "LATENT"
+    CONDITIONING = "CONDITIONING"
+    MODEL = "MODEL"
+    VAE = "VAE"
+    TEXT_ENCODER = "TEXT_ENCODER"
+    CONTROLNET = "CONTROLNET"
+    EMBEDDING = "EMBEDDING"
+    INT = "INT"
+    FLOAT = "FLOAT"
+    STRING = "STRING"
+    BOOL = "BOOL"
+    ENUM = "ENUM"
+    SEED = "SEED"
+
+    def __str__(self) -> str:  # "IMAGE", not "PortType.IMAGE", in messages
+        return self.value
+
+
+#: Types a parameter (a widget in the editor) can have.
+SCALAR_TYPES = frozenset(
+    {PortType.INT, PortType.FLOAT, PortType.STRING, PortType.BOOL, PortType.ENUM, PortType.SEED}
+)
+
+# Widening conversions a link may make on its own; everything else must match exactly.
+_IMPLICIT = {
+    (PortType.INT, PortType.FLOAT),
+    (PortType.INT, PortType.SEED),
+    (PortType.SEED, PortType.INT),
+    (PortType.STRING, PortType.ENUM),  # checked against the choices when the node runs
+    (PortType.ENUM, PortType.STRING),
+}
+
+
+def compatible(source: PortType, target: PortType) -> bool:
+    """True when an output of type ``source`` may feed an input of type ``target``."""
+    return source == target or (source, target) in _IMPLICIT
+
+
+def why_incompatible(source: PortType, target: PortType) -> str | None:
+    """A sentence for the user when a link is refused, or None when it is legal."""
+    if compatible(source, target):
+        return None
+    return f"an {source} output cannot feed an {target} input"

@@ -1,0 +1,95 @@
+"""Every rule a workflow must keep, checked at once so a user sees all problems together."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .errors import Problem
+from .types import why_incompatible
+
+
+def validate(workflow) -> list[Problem]:
+    """Return every problem in ``workflow``: node types, parameters, links, inputs, cycles, groups."""
+    registry = workflow.registry
+    problems: list[Problem] = []
+    for node in workflow.nodes.values():
+        node_type = registry.get(node.type)
+        if node_type is None:
+            problems.append(Problem(f"unknown node type {node.type!r}", node.id))
+            continue
+        if node.version != node_type.version:
+            problems.append(
+                Problem(
+                    f"{node.type!r} version {node.version} is not supported (this install has version "
+                    f"{node_type.version})",
+                    node.id,
+                )
+            )
+            continue
+        for name, value in node.params.items():
+            param = node_type.param(name)
+            if param is None:
+                problems.append(Problem("unknown parameter", node.id, name))
+                continue
+            try:
+                param.coerce(value)
+            except ValueError as e:
+                problems.append(Problem(str(e), node.id, name))
+
+    fed: dict[tuple[str, str], int] = {}
+    for link in workflow.links:
+        src, dst = workflow.nodes.get(link.source), workflow.nodes.get(link.target)
+        if src is None:
+            problems.append(Problem(f"link from missing node {link.source!r}", link.target, link.input))
+        if dst is None:
+            problems.append(Problem(f"link into missing node {link.target!r}", link.source, link.output))
+        if src is None or dst is None:
+            continue
+        fed[(link.target, link.input)] = fed.get((link.target, link.input), 0) + 1
+        src_type, dst_type = registry.get(src.type), registry.get(dst.type)
+        if src_type is None or dst_type is None:
+            continue
+        out = src_type.output_port(link.output)
+        want = dst_type.target_type(link.input)
+        if out is None:
+            problems.append(Problem(f"'{src.type}' has no output {link.output!r}", link.source, link.output))
+        if want is None:
+            problems.append(Problem(f"'{dst.type}' has no input or parameter {link.input!r}", link.target, link.input))
+        if out is not None and want is not None:
+            reason = why_incompatible(out.type, want)
+            if reason:
+                problems.append(Problem(f"{reason} (from {link.source}.{link.output})", link.target, link.input))
+    problems += [
+        Problem(f"{count} links feed the same input; an input takes one", node_id, port)
+        for (node_id, port), count in fed.items()
+        if count > 1
+    ]
+
+    for node in workflow.nodes.values():
+        node_type = registry.get(node.type)
+        if node_type is None or node.mode != "active":
+            continue
+        for port in node_type.inputs:
+            if not port.optional and (node.id, port.name) not in fed:
+                problems.append(Problem(f"required {port.type} input is not connected", node.id, port.name))
+
+    problems += _cycles(workflow)
+    for group in workflow.groups.values():
+        for node_id in group.nodes:
+            if node_id not in workflow.nodes:
+                problems.append(Problem(f"group {group.id!r} lists missing node {node_id!r}", node_id))
+    return problems
+
+
+def _cycles(workflow) -> list[Problem]:
+    graph = nx.DiGraph()
+    graph.add_edges_from(
+        (l.source, l.target) for l in workflow.links if l.source in workflow.nodes and l.target in workflow.nodes
+    )
+    problems = []
+    for component in nx.strongly_connected_components(graph):
+        if len(component) > 1 or any(graph.has_edge(n, n) for n in component):
+            cycle = [edge[0] for edge in nx.find_cycle(graph.subgraph(component))]
+            path = " -> ".join(cycle + [cycle[0]])
+            problems.append(Problem(f"cycle: {path}", min(component)))
+    return problems

@@ -1,0 +1,324 @@
+"""The workflow document: nodes, links, groups and metadata, with one canonical JSON form.
+
+A workflow is changed only through its methods (``add_node``, ``connect``,
+``set_param``, ...): they check what they are given against the node
+declarations, so an in-memory workflow never holds a value the file format
+would refuse, and they bump ``revision`` so the engine knows when to re-plan.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import NodegraphError, ParamError, Problem
+from .migrations import FORMAT, VERSION
+from .registry import REGISTRY, Registry
+from .types import why_incompatible
+
+NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MODES = ("active", "muted", "bypassed")
+
+
+class LinkError(NodegraphError):
+    """A link was refused; the message says which ports and why."""
+
+
+def natural_key(text: str) -> list:
+    """Sort 'n2' before 'n10'."""
+    return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", text))]
+
+
+@dataclass
+class Node:
+    id: str
+    type: str
+    version: int
+    params: dict[str, Any] = field(default_factory=dict)
+    mode: str = "active"
+    position: tuple[float, float] = (0, 0)
+    title: str | None = None
+    _digest: str | None = field(default=None, repr=False, compare=False)
+
+    def digest(self) -> str:
+        """Hash of type, version and parameters: the node's own part of its fingerprint."""
+        if self._digest is None:
+            text = json.dumps([self.type, self.version, self.params], sort_keys=True, separators=(",", ":"))
+            self._digest = hashlib.sha256(text.encode()).hexdigest()
+        return self._digest
+
+
+@dataclass(frozen=True)
+class Link:
+    source: str
+    output: str
+    target: str
+    input: str
+
+    def __str__(self) -> str:
+        return f"{self.source}.{self.output} -> {self.target}.{self.input}"
+
+
+@dataclass
+class Group:
+    """A titled frame around some nodes; the editor draws it around its members."""
+
+    id: str
+    title: str
+    nodes: list[str] = field(default_factory=list)
+    color: str | None = None
+
+
+class Workflow:
+    def __init__(self, registry: Registry | None = None):
+        self.registry = registry or REGISTRY
+        self.nodes: dict[str, Node] = {}
+        self.links: list[Link] = []
+        self.groups: dict[str, Group] = {}
+        self.metadata: dict[str, Any] = {}
+        self.base_dir: Path | None = None  # relative input paths resolve against the file's folder
+        self.revision = 0
+        self.problems: list = []  # set by load(strict=False)
+
+    # ----- reading -------------------------------------------------------------------------
+    def node(self, node_id: str) -> Node:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise NodegraphError(f"no node with id {node_id!r}") from None
+
+    def links_into(self, node_id: str) -> dict[str, Link]:
+        return {link.input: link for link in self.links if link.target == node_id}
+
+    def links_from(self, node_id: str) -> Iterator[Link]:
+        return (link for link in self.links if link.source == node_id)
+
+    def copy(self) -> "Workflow":
+        other = Workflow(self.registry)
+        other.nodes = {k: copy.deepcopy(v) for k, v in self.nodes.items()}
+        other.links = list(self.links)
+        other.groups = copy.deepcopy(self.groups)
+        other.metadata = copy.deepcopy(self.metadata)
+        other.base_dir = self.base_dir
+        return other
+
+    # ----- editing -------------------------------------------------------------------------
+    def _touch(self, node: Node | None = None) -> None:
+        self.revision += 1
+        if node is not None:
+            node._digest = None
+
+    def new_id(self, type_id: str) -> str:
+        stem = re.sub(r"[^A-Za-z0-9_-]", "_", type_id.rsplit(".", 1)[-1])[:50]
+        n = 1
+        while f"{stem}{n}" in self.nodes:
+            n += 1
+        return f"{stem}{n}"
+
+    def add_node(
+        self,
+        type_id: str,
+        node_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        position: tuple[float, float] = (0, 0),
+        mode: str = "active",
+        title: str | None = None,
+    ) -> Node:
+        node_type = self.registry.get(type_id)
+        if node_type is None:
+            raise NodegraphError(f"unknown node type {type_id!r}")
+        node_id = node_id or self.new_id(type_id)
+        if not NODE_ID_RE.match(node_id):
+            raise NodegraphError(f"node id {node_id!r} must be 1-64 letters, digits, '_' or '-'")
+        if node_id in self.nodes:
+            raise NodegraphError(f"node id {node_id!r} is already used")
+        if mode not in MODES:
+            raise NodegraphError(f"mode must be one of {', '.join(MODES)}")
+        node = Node(node_id, type_id, node_type.version, node_type.defaults(), mode, _position(position), title)
+        self.nodes[node_id] = node
+        for name, value in (params or {}).items():
+            self.set_param(node_id, name, value)
+        self._touch()
+        return node
+
+    def remove_node(self, node_id: str) -> None:
+        self.node(node_id)
+        del self.nodes[node_id]
+        self.links = [l for l in self.links if node_id not in (l.source, l.target)]
+        for group in self.groups.values():
+            if node_id in group.nodes:
+                group.nodes.remove(node_id)
+        self._touch()
+
+    def set_param(self, node_id: str, name: str, value: Any) -> None:
+        node = self.node(node_id)
+        node_type = self.registry.get(node.type)
+        param = node_type.param(name) if node_type else None
+        if param is None:
+            known = ", ".join(p.name for p in node_type.params) if node_type else "none"
+            raise ParamError(node_id, name, f"no such parameter (known: {known})")
+        try:
+            node.params[name] = param.coerce(value)
+        except ValueError as e:
+            raise ParamError(node_id, name, str(e)) from None
+        self._touch(node)
+
+    def set_mode(self, node_id: str, mode: str) -> None:
+        if mode not in MODES:
+            raise NodegraphError(f"mode must be one of {', '.join(MODES)}")
+        self.node(node_id).mode = mode
+        self._touch()
+
+    def set_position(self, node_id: str, position: tuple[float, float]) -> None:
+        self.node(node_id).position = _position(position)  # layout only: the plan is unchanged
+
+    def set_title(self, node_id: str, title: str | None) -> None:
+        self.node(node_id).title = title or None
+
+    def connect(self, source: str, output: str, target: str, input: str) -> Link:
+        """Link ``source.output`` into ``target.input`` (replacing what fed it), or explain the refusal."""
+        reason = self.link_problem(source, output, target, input)
+        if reason:
+            raise LinkError(f"cannot link {source}.{output} to {target}.{input}: {reason}")
+        link = Link(source, output, target, input)
+        self.links = [l for l in self.links if not (l.target == target and l.input == input)] + [link]
+        self._touch()
+        return link
+
+    def disconnect(self, target: str, input: str) -> None:
+        self.links = [l for l in self.links if not (l.target == target and l.input == input)]
+        self._touch()
+
+    def link_problem(self, source: str, output: str, target: str, input: str) -> str | None:
+        """Why a link would be illegal (unknown port, type mismatch, cycle), or None."""
+        if source not in self.nodes or target not in self.nodes:
+            return "no such node"
+        src_type = self.registry.get(self.nodes[source].type)
+        dst_type = self.registry.get(self.nodes[target].type)
+        if src_type is None or dst_type is None:
+            return "unknown node type"
+        out = src_type.output_port(output)
+        if out is None:
+            return f"'{source}' has no output {output!r}"
+        want = dst_type.target_type(input)
+        if want is None:
+            return f"'{target}' has no input or parameter {input!r}"
+        reason = why_incompatible(out.type, want)
+        if reason:
+            return reason
+        if source == target or self._reaches(target, source):
+            return "it would make a cycle"
+        return None
+
+    def _reaches(self, start: str, goal: str) -> bool:
+        children: dict[str, list[str]] = {}
+        for l in self.links:
+            children.setdefault(l.source, []).append(l.target)
+        seen, stack = set(), [start]
+        while stack:
+            here = stack.pop()
+            if here == goal:
+                return True
+            if here not in seen:
+                seen.add(here)
+                stack.extend(children.get(here, ()))
+        return False
+
+    def add_group(self, title: str, nodes: list[str], color: str | None = None, group_id: str | None = None) -> Group:
+        group_id = group_id or next(f"group{n}" for n in range(1, len(self.groups) + 2) if f"group{n}" not in self.groups)
+        for node_id in nodes:
+            self.node(node_id)
+        group = Group(group_id, title, list(nodes), color)
+        self.groups[group_id] = group
+        return group
+
+    def remove_group(self, group_id: str) -> None:
+        self.groups.pop(group_id, None)
+
+    # ----- the canonical file form -----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        nodes = []
+        for node_id in sorted(self.nodes, key=natural_key):
+            node = self.nodes[node_id]
+            entry: dict[str, Any] = {"id": node.id, "type": node.type, "version": node.version}
+            if node.title:
+                entry["title"] = node.title
+            entry["mode"] = node.mode
+            entry["position"] = list(node.position)
+            entry["params"] = {k: node.params[k] for k in sorted(node.params)}
+            nodes.append(entry)
+        links = [
+            {"from": f"{l.source}.{l.output}", "to": f"{l.target}.{l.input}"}
+            for l in sorted(self.links, key=lambda l: (natural_key(l.target), l.input))
+        ]
+        groups = []
+        for group_id in sorted(self.groups, key=natural_key):
+            g = self.groups[group_id]
+            entry = {"id": g.id, "title": g.title, "nodes": sorted(g.nodes, key=natural_key)}
+            if g.color:
+                entry["color"] = g.color
+            groups.append(entry)
+        doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+        if self.metadata:
+            doc["metadata"] = sorted_deep(self.metadata)
+        doc["nodes"] = nodes
+        doc["links"] = links
+        if groups:
+            doc["groups"] = groups
+        return doc
+
+    def dumps(self) -> str:
+        """The canonical text: stable order, short lists and objects on one line, a final newline."""
+        return _format(self.to_dict(), 0) + "\n"
+
+
+def sorted_deep(value: Any) -> Any:
+    """``value`` with every object's keys in sorted order (free-form metadata diffs cleanly)."""
+    if isinstance(value, dict):
+        return {k: sorted_deep(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_deep(v) for v in value]
+    return value
+
+
+def _position(position) -> tuple[float, float]:
+    x, y = position
+    return (_tidy_number(x), _tidy_number(y))
+
+
+def _tidy_number(v: float) -> float | int:
+    v = round(float(v), 1)
+    return int(v) if v.is_integer() else v
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _format(value: Any, indent: int) -> str:
+    """JSON with keys in the order given (metadata keys sorted) and short flat containers inline."""
+    dump = lambda v: json.dumps(v, ensure_ascii=False, allow_nan=False)  # noqa: E731
+    pad, inner = "  " * indent, "  " * (indent + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        if all(_scalar(v) for v in value.values()):
+            flat = "{" + ", ".join(f"{dump(k)}: {dump(v)}" for k, v in value.items()) + "}"
+            if len(flat) + len(pad) <= 100:
+                return flat
+        items = [f"{inner}{dump(k)}: {_format(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        if all(_scalar(v) for v in value):
+            flat = "[" + ", ".join(dump(v) for v in value) + "]"
+            if len(flat) + len(pad) <= 100:
+                return flat
+        return "[\n" + ",\n".join(inner + _format(v, indent + 1) for v in value) + "\n" + pad + "]"
+    return dump(value)

@@ -1,0 +1,1 @@
+"""The built-in node library; each module registers one family of nodes on import."""
