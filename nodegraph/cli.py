@@ -126,7 +126,7 @@ def _cmd_run(args) -> int:
     progress.close()
     if args.json:
         print(json.dumps(result.report(), indent=2))
-    else:
+    elif code == 0:
         for path in result.files:
             print(path)
         ran, cached = len(result.executed), len(result.cached)

@@ -182,7 +182,10 @@ class Engine:
             name = self.device_name
             if name == "auto":
                 name = "cuda" if torch.cuda.is_available() else "cpu"
-            device = torch.device(name)
+            try:
+                device = torch.device(name)
+            except RuntimeError:
+                raise NodegraphError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from None
             if device.type == "cuda" and not torch.cuda.is_available():
                 raise NodegraphError(f"device {name!r} was asked for but CUDA is not available here")
             self._torch_device = device
@@ -231,6 +234,10 @@ class Engine:
         """Nodes a run would execute now (assuming no early cutoff), without running anything."""
         return set(self._walk(workflow, targets, None, None, Path(output_dir), dry=True).executed)
 
+    def fingerprints(self, workflow: Workflow, targets=None, output_dir: str | Path = "output") -> dict[str, str]:
+        """Each planned node's cache key as a run would compute it now, without running anything."""
+        return self._walk(workflow, targets, None, None, Path(output_dir), dry=True).fingerprints
+
     # ----- running ----------------------------------------------------------------------------
     def run(
         self,
@@ -254,6 +261,7 @@ class Engine:
         result = run.result
         values: dict[str, dict[str, Any]] = {}
         ids: dict[str, dict[str, str]] = {}
+        planned: dict[str, Entry] = {}  # dry walks only: keys this walk would compute
         registry = workflow.registry
         for node_id in plan.order:
             if run.cancelled():
@@ -302,10 +310,12 @@ class Engine:
                 node.digest(),
                 json.dumps(identity, sort_keys=True, default=str),
                 json.dumps(sorted((p, r[2]) for p, r in refs.items())),
-                str(output_dir) if node_type.output else "",
+                f"{node_id}|{output_dir}" if node_type.output else "",  # side effects belong to one node
             )
             result.fingerprints[node_id] = key
             entry = None if node_type.always_run else self.cache.get(key)
+            if dry and entry is None and key in planned:  # an identical node earlier in this walk
+                entry = planned[key]
             record = _Record(key, dict(node.params), refs, identity)
             if entry is not None:
                 values[node_id], ids[node_id] = entry.outputs, entry.value_ids
@@ -317,8 +327,9 @@ class Engine:
             result.reasons[node_id] = self._why(node_id, node_type, record)
             result.executed.append(node_id)
             if dry:
-                ids[node_id] = {o.name: f"{key}:{o.name}" for o in node_type.outputs}
-                values[node_id] = {o.name: None for o in node_type.outputs}
+                out_ids = {o.name: f"{key}:{o.name}" for o in node_type.outputs}
+                planned[key] = Entry({name: None for name in out_ids}, out_ids)
+                values[node_id], ids[node_id] = planned[key].outputs, out_ids
                 continue
             run.emit(Event("started", node_id, message=result.reasons[node_id]))
             start = time.perf_counter()

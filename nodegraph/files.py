@@ -9,12 +9,17 @@ from typing import Callable
 
 from .errors import NodegraphError
 
+_UMASK = os.umask(0)  # read once (os.umask can only be read by setting it), then restored
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would have given: mkstemp's 0600 is too private for outputs
+
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -30,7 +35,7 @@ def inside(root: str | os.PathLike, relative: str) -> Path:
     """``root/relative`` resolved, refusing anything (``..``, absolute paths, symlinks) that leaves ``root``."""
     root_real = Path(os.path.realpath(root))
     if not relative or os.path.isabs(relative) or relative.startswith(("~", "\\")):
-        raise NodegraphError(f"{relative!r} must be a relative path inside the output folder")
+        raise NodegraphError(f"{relative!r} is not a relative path and would write outside the output folder")
     candidate = Path(os.path.realpath(root_real / relative))
     if candidate != root_real and root_real not in candidate.parents:
         raise NodegraphError(f"{relative!r} would write outside the output folder {str(root_real)!r}")
@@ -45,6 +50,7 @@ def write_new_file(folder: Path, name_for: Callable[[int], str], write: Callable
     """
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=folder)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         write(Path(tmp))

@@ -55,6 +55,8 @@ def _stack(arrays: list[np.ndarray], device):
 
     sizes = {a.shape[:2] for a in arrays}
     if len(sizes) > 1:
-        raise ValueError(f"pictures in one batch must share a size, got {sorted(sizes)}")
+        from .errors import NodeUserError
+
+        raise NodeUserError(f"pictures in one batch must share a size, got {sorted(sizes)}")
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return batch.to(device=device, dtype=torch.float32).div_(255.0)
