@@ -167,16 +167,16 @@ class Cache:
             self.resident_bytes = self.spilled_bytes = 0
 
     def _enforce(self, protect: str | None = None) -> None:
-        for key in list(self._entries):
-            if self.resident_bytes <= self.budget:
-                break
-            entry = self._entries[key]
-            if key != protect and not entry.spilled:
-                self._spill_or_drop(key, entry)
-        for key in list(self._entries):
-            if self.spilled_bytes <= self.spill_budget:
-                break
-            if self._entries[key].spilled:
+        """Spill or drop least recently used entries until both budgets hold (O(1) when they already do)."""
+        if self.resident_bytes > self.budget:
+            for key in [k for k, e in self._entries.items() if not e.spilled and k != protect]:
+                if self.resident_bytes <= self.budget:
+                    break
+                self._spill_or_drop(key, self._entries[key])
+        if self.spilled_bytes > self.spill_budget:
+            for key in [k for k, e in self._entries.items() if e.spilled]:
+                if self.spilled_bytes <= self.spill_budget:
+                    break
                 self._drop(key)
 
     def _spill_or_drop(self, key: str, entry: Entry) -> None:

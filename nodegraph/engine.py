@@ -197,7 +197,8 @@ class Engine:
         return self._plan(workflow, targets).order
 
     def _plan(self, workflow: Workflow, targets) -> _Plan:
-        memo_key = (workflow.revision, tuple(targets) if targets is not None else None)
+        # Parameter edits are checked by set_param and never change the plan: only structure counts.
+        memo_key = (workflow.structure_revision, tuple(targets) if targets is not None else None)
         memo = self._plans.get(workflow)
         if memo is not None and memo[0] == memo_key:
             return memo[1]
@@ -308,8 +309,8 @@ class Engine:
                 self._fail(run, node_id, str(e).removeprefix(f"node '{node_id}' "))
             key = _hash(
                 node.digest(),
-                json.dumps(identity, sort_keys=True, default=str),
-                json.dumps(sorted((p, r[2]) for p, r in refs.items())),
+                "" if identity is None else json.dumps(identity, sort_keys=True, default=str),
+                "|".join(f"{port}={refs[port][2]}" for port in sorted(refs)),
                 f"{node_id}|{output_dir}" if node_type.output else "",  # side effects belong to one node
             )
             result.fingerprints[node_id] = key

@@ -82,7 +82,8 @@ class Workflow:
         self.groups: dict[str, Group] = {}
         self.metadata: dict[str, Any] = {}
         self.base_dir: Path | None = None  # relative input paths resolve against the file's folder
-        self.revision = 0
+        self.revision = 0  # bumped by every change
+        self.structure_revision = 0  # bumped by changes to nodes, links or modes (what the plan depends on)
         self.problems: list = []  # set by load(strict=False)
 
     # ----- reading -------------------------------------------------------------------------
@@ -109,9 +110,12 @@ class Workflow:
 
     # ----- editing -------------------------------------------------------------------------
     def _touch(self, node: Node | None = None) -> None:
+        """Record a change; a change to one node's parameters leaves the graph's structure as it was."""
         self.revision += 1
         if node is not None:
             node._digest = None
+        else:
+            self.structure_revision += 1
 
     def new_id(self, type_id: str) -> str:
         stem = re.sub(r"[^A-Za-z0-9_-]", "_", type_id.rsplit(".", 1)[-1])[:50]
