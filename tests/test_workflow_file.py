@@ -175,3 +175,20 @@ def test_a_png_written_by_save_image_opens_as_its_workflow(tmp_path):
     [png] = result.files
     reopened = nodegraph.load(png)
     assert reopened.dumps() == wf.dumps()
+
+
+def test_a_node_saved_by_an_older_node_type_version_is_upgraded():
+    from nodegraph import Output, Param, PortType as T, Registry, node
+
+    reg = Registry(discover=False)
+
+    @node("demo.scale", title="Scale", category="demo", version=2, registry=reg,
+          params=[Param("factor", T.FLOAT, 1.0, min=0, max=10)], outputs=[Output("value", T.FLOAT)],
+          upgrades={1: lambda p: {"factor": p.pop("percent", 100) / 100}})
+    def scale(ctx, factor):
+        return {"value": factor}
+
+    doc = {"format": "nodegraph-workflow", "version": 1, "links": [],
+           "nodes": [{"id": "s", "type": "demo.scale", "version": 1, "params": {"percent": 250}}]}
+    wf = nodegraph.loads(json.dumps(doc), registry=reg)
+    assert (wf.nodes["s"].version, wf.nodes["s"].params) == (2, {"factor": 2.5})
