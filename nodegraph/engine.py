@@ -286,8 +286,8 @@ class Engine:
                     inputs[port] = values[link.source][link.output]
                     refs[port] = (link.source, link.output, ids[link.source][link.output])
                 else:
-                    why = result.skipped.get(link.source, "has no value")
-                    missing = missing or f"input '{port}' comes from node '{link.source}', which {_skip_phrase(why)}"
+                    state = "is muted" if result.skipped.get(link.source) == "muted" else "gives no value"
+                    missing = missing or f"input '{port}' comes from node '{link.source}', which {state}"
             if node.mode == "bypassed":
                 values[node_id], ids[node_id] = self._bypass(node_type, inputs, refs)
                 result.bypassed.append(node_id)
@@ -466,7 +466,3 @@ def _device_of(outputs: dict[str, Any]) -> str:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 30 else text[:27] + "..."
-
-
-def _skip_phrase(why: str) -> str:
-    return {"muted": "is muted"}.get(why, f"did not run ({why})" if why != "has no value" else "gives no value")

@@ -46,19 +46,9 @@ def validate(workflow) -> list[Problem]:
         if src is None or dst is None:
             continue
         fed[(link.target, link.input)] = fed.get((link.target, link.input), 0) + 1
-        src_type, dst_type = registry.get(src.type), registry.get(dst.type)
-        if src_type is None or dst_type is None:
-            continue
-        out = src_type.output_port(link.output)
-        want = dst_type.target_type(link.input)
-        if out is None:
-            problems.append(Problem(f"'{src.type}' has no output {link.output!r}", link.source, link.output))
-        if want is None:
-            problems.append(Problem(f"'{dst.type}' has no input or parameter {link.input!r}", link.target, link.input))
-        if out is not None and want is not None:
-            reason = why_incompatible(out.type, want)
-            if reason:
-                problems.append(Problem(f"{reason} (from {link.source}.{link.output})", link.target, link.input))
+        issue = link_issue(registry, src, link.output, dst, link.input)
+        if issue:
+            problems.append(Problem(issue[2], issue[0], issue[1]))
     problems += [
         Problem(f"{count} links feed the same input; an input takes one", node_id, port)
         for (node_id, port), count in fed.items()
@@ -79,6 +69,23 @@ def validate(workflow) -> list[Problem]:
             if node_id not in workflow.nodes:
                 problems.append(Problem(f"group {group.id!r} lists missing node {node_id!r}", node_id))
     return problems
+
+
+def link_issue(registry, src, output: str, dst, input: str) -> tuple[str, str, str] | None:
+    """What is wrong with the ports or types of one link, as (node id, port, message), or None."""
+    src_type, dst_type = registry.get(src.type), registry.get(dst.type)
+    if src_type is None or dst_type is None:
+        return None  # the unknown type is reported on its own
+    out = src_type.output_port(output)
+    if out is None:
+        return src.id, output, f"'{src.type}' has no output {output!r}"
+    want = dst_type.target_type(input)
+    if want is None:
+        return dst.id, input, f"'{dst.type}' has no input or parameter {input!r}"
+    reason = why_incompatible(out.type, want)
+    if reason:
+        return dst.id, input, f"{reason} (from {src.id}.{output})"
+    return None
 
 
 def _cycles(workflow) -> list[Problem]:

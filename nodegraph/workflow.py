@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from .errors import NodegraphError, ParamError, Problem
 from .migrations import FORMAT, VERSION
 from .registry import REGISTRY, Registry
-from .types import why_incompatible
+from .validate import link_issue
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MODES = ("active", "muted", "bypassed")
@@ -202,19 +202,12 @@ class Workflow:
         """Why a link would be illegal (unknown port, type mismatch, cycle), or None."""
         if source not in self.nodes or target not in self.nodes:
             return "no such node"
-        src_type = self.registry.get(self.nodes[source].type)
-        dst_type = self.registry.get(self.nodes[target].type)
-        if src_type is None or dst_type is None:
-            return "unknown node type"
-        out = src_type.output_port(output)
-        if out is None:
-            return f"'{source}' has no output {output!r}"
-        want = dst_type.target_type(input)
-        if want is None:
-            return f"'{target}' has no input or parameter {input!r}"
-        reason = why_incompatible(out.type, want)
-        if reason:
-            return reason
+        for node_id in (source, target):
+            if self.registry.get(self.nodes[node_id].type) is None:
+                return f"'{node_id}' has an unknown node type"
+        issue = link_issue(self.registry, self.nodes[source], output, self.nodes[target], input)
+        if issue:
+            return issue[2]
         if source == target or self._reaches(target, source):
             return "it would make a cycle"
         return None
