@@ -10,6 +10,7 @@ it is used again. Nothing here imports torch: values are inspected through
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections import OrderedDict
@@ -40,6 +41,8 @@ def nbytes(value: Any) -> int:
         return sum(nbytes(v) for v in value.values())
     if isinstance(value, (list, tuple)):
         return sum(nbytes(v) for v in value)
+    if _is_record(value):  # a model bundle, a latent with its mask, ...
+        return sum(nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
     if isinstance(value, (bytes, bytearray, str)):
         return len(value)
     return int(getattr(value, "nbytes", 0) or 0)
@@ -68,7 +71,14 @@ def move(value: Any, device: str) -> Any:
         return {k: move(v, device) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(move(v, device) for v in value)
+    if _is_record(value):
+        return dataclasses.replace(value, **{f.name: move(getattr(value, f.name), device)
+                                             for f in dataclasses.fields(value) if f.init})
     return value
+
+
+def _is_record(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -86,6 +96,8 @@ def same_value(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if _is_record(a):
+        return all(same_value(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
     np = sys.modules.get("numpy")
     if np is not None and isinstance(a, np.ndarray):
         return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))

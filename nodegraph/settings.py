@@ -1,0 +1,51 @@
+"""User settings shared by the command line, the nodes and the editor (model folders first of all).
+
+One JSON file, so a headless run sees the model folders the editor was told about:
+``$NODEGRAPH_SETTINGS``, else ``$XDG_CONFIG_HOME/nodegraph/settings.json`` (``~/.config/...``).
+``$NODEGRAPH_MODEL_PATHS`` (folders separated by ``os.pathsep``) adds folders before the file's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import NodegraphError
+from .files import atomic_write
+
+MODEL_PATHS_ENV = "NODEGRAPH_MODEL_PATHS"
+
+
+def settings_path() -> Path:
+    if os.environ.get("NODEGRAPH_SETTINGS"):
+        return Path(os.environ["NODEGRAPH_SETTINGS"])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "nodegraph" / "settings.json"
+
+
+def load_settings() -> dict[str, Any]:
+    path = settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise NodegraphError(f"settings file {path} is unreadable: {e}") from None
+    if not isinstance(data, dict):
+        raise NodegraphError(f"settings file {path} must hold a JSON object")
+    return data
+
+
+def save_settings(settings: dict[str, Any]) -> Path:
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
+
+
+def model_folders() -> list[Path]:
+    """Folders searched for models by name: the environment variable's, then the settings file's."""
+    folders = [p for p in os.environ.get(MODEL_PATHS_ENV, "").split(os.pathsep) if p]
+    folders += [p for p in load_settings().get("model_folders", []) if isinstance(p, str)]
+    return [Path(p).expanduser() for p in dict.fromkeys(folders)]

@@ -1,0 +1,77 @@
+"""The values that travel on diffusion ports: MODEL, TEXT_ENCODER, VAE, CONDITIONING, LATENT.
+
+Each carries its model family ("sd", "sdxl", "sd3", "flux", "sana"), so a Sampler given conditioning
+from another family's text encoder says so in words instead of failing on a tensor shape.
+They are dataclasses so the engine's cache can measure them, move them between devices and compare them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(eq=False)
+class DiffusionModel:
+    """MODEL: the denoiser (UNet or transformer) with the scheduler settings it was trained with."""
+
+    family: str
+    denoiser: Any
+    scheduler_config: dict
+    source: str
+
+    @property
+    def in_channels(self) -> int:
+        return self.denoiser.config.in_channels
+
+
+@dataclass(eq=False)
+class TextEncoders:
+    """TEXT_ENCODER: a family's text encoder(s) and tokenizer(s), by their diffusers component names."""
+
+    family: str
+    components: dict[str, Any]
+    source: str
+
+
+@dataclass(eq=False)
+class Vae:
+    """VAE: an AutoencoderKL ("kl") or AutoencoderDC ("dc") with its latent scaling."""
+
+    kind: str
+    module: Any
+    scaling_factor: float
+    shift_factor: float
+    downscale: int  # pixels per latent pixel along each side
+
+    @property
+    def latent_channels(self) -> int:
+        return self.module.config.latent_channels
+
+
+@dataclass(eq=False)
+class Conditioning:
+    """CONDITIONING: encoded prompts, positive and negative, as the family's sampler inputs by name."""
+
+    family: str
+    positive: dict[str, Any]
+    negative: dict[str, Any]
+    prompt: str = ""
+
+
+@dataclass(eq=False)
+class Latent:
+    """LATENT: samples in a VAE's latent space (already scaled), and what inpainting needs.
+
+    ``mask`` (latent resolution, 1 = repaint) and ``masked`` (latents of the picture with the masked
+    area blanked, for 9-channel inpainting models) come from Inpaint Encode; ``source_image`` and
+    ``source_mask`` let VAE Decode put the unmasked pixels back exactly as they were.
+    """
+
+    samples: Any
+    channels: int
+    mask: Any = None
+    masked: Any = None
+    source_image: Any = None
+    source_mask: Any = None
+    meta: dict = field(default_factory=dict)

@@ -1,0 +1,137 @@
+"""Between pixels and latents: Empty Latent, VAE Encode, VAE Decode (tiled for large pictures), Inpaint Encode."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
+
+from ._diffusion_types import Latent
+
+MAX_SIDE = 16384
+
+
+@node(
+    "latent.empty",
+    title="Empty Latent",
+    category="generate/latent",
+    inputs=[Input("vae", T.VAE, description="decides the latent size and channels")],
+    params=[
+        Param("width", T.INT, 512, min=8, max=MAX_SIDE, step=8),
+        Param("height", T.INT, 512, min=8, max=MAX_SIDE, step=8),
+        Param("batch_size", T.INT, 1, min=1, max=64),
+    ],
+    outputs=[Output("latent", T.LATENT)],
+)
+def empty_latent(ctx, vae, width, height, batch_size):
+    """The starting point of text-to-image: a blank latent the Sampler fills with noise."""
+    import torch
+
+    f = vae.downscale
+    if width % f or height % f:
+        raise NodeUserError(f"width and height must be multiples of {f} for this VAE, got {width}x{height}")
+    samples = torch.zeros(batch_size, vae.latent_channels, height // f, width // f, device=ctx.device)
+    return {"latent": Latent(samples, vae.latent_channels, meta={"empty": True})}
+
+
+@contextmanager
+def _tiling(vae, tiled: bool, tile_size: int):
+    """Turn diffusers' tiled encode/decode on for one call (the module is shared through the cache)."""
+    module = vae.module
+    if not tiled:
+        yield
+        return
+    if vae.kind == "dc":
+        module.enable_tiling(tile_sample_min_height=tile_size, tile_sample_min_width=tile_size)
+    else:
+        saved = module.tile_sample_min_size, module.tile_latent_min_size
+        module.tile_sample_min_size, module.tile_latent_min_size = tile_size, tile_size // vae.downscale
+        module.enable_tiling()
+    try:
+        yield
+    finally:
+        module.disable_tiling()
+        if vae.kind != "dc":
+            module.tile_sample_min_size, module.tile_latent_min_size = saved
+
+
+def encode(vae, image, tiled=False, tile_size=512):
+    """IMAGE in [0, 1] -> scaled latents (the distribution's mean, so the same picture gives the same latent)."""
+    import torch
+
+    f = vae.downscale
+    if image.shape[-1] % f or image.shape[-2] % f:
+        raise NodeUserError(f"the picture is {image.shape[-1]}x{image.shape[-2]}; this VAE needs sides that are "
+                            f"multiples of {f} (resize or crop it first)")
+    x = (image.to(device=vae.module.device, dtype=vae.module.dtype) * 2 - 1)
+    with torch.inference_mode(), _tiling(vae, tiled, tile_size):
+        out = vae.module.encode(x)
+    raw = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latent
+    return (raw - vae.shift_factor) * vae.scaling_factor
+
+
+@node(
+    "vae.encode",
+    title="VAE Encode",
+    category="generate/latent",
+    inputs=[Input("vae", T.VAE), Input("image", T.IMAGE)],
+    params=[Param("tiled", T.BOOL, False), Param("tile_size", T.INT, 512, min=64, max=4096, step=64)],
+    outputs=[Output("latent", T.LATENT)],
+)
+def vae_encode(ctx, vae, image, tiled, tile_size):
+    """Turn a picture into a latent, for img2img."""
+    return {"latent": Latent(encode(vae, image, tiled, tile_size), vae.latent_channels)}
+
+
+@node(
+    "vae.decode",
+    title="VAE Decode",
+    category="generate/latent",
+    inputs=[Input("vae", T.VAE), Input("latent", T.LATENT)],
+    params=[
+        Param("tiled", T.BOOL, False, description="decode in overlapping tiles so large pictures fit in memory"),
+        Param("tile_size", T.INT, 512, min=64, max=4096, step=64),
+    ],
+    outputs=[Output("image", T.IMAGE)],
+)
+def vae_decode(ctx, vae, latent, tiled, tile_size):
+    """Turn a latent into a picture; after inpainting, the unmasked pixels are the input's, exactly."""
+    import torch
+
+    if latent.channels != vae.latent_channels:
+        raise NodeUserError(f"the latent has {latent.channels} channels but this VAE decodes "
+                            f"{vae.latent_channels}: use the VAE that made it")
+    z = latent.samples.to(device=vae.module.device, dtype=vae.module.dtype) / vae.scaling_factor + vae.shift_factor
+    with torch.inference_mode(), _tiling(vae, tiled, tile_size):
+        decoded = vae.module.decode(z).sample
+    image = (decoded.float() / 2 + 0.5).clamp(0, 1).to(ctx.device)
+    if latent.source_image is not None:
+        source = latent.source_image.to(image.device)
+        mask = latent.source_mask.to(image.device)
+        if source.shape[-2:] == image.shape[-2:]:
+            blended = source * (1 - mask) + image * mask
+            image = torch.where(mask > 0, blended, source.expand_as(image))
+    return {"image": image}
+
+
+@node(
+    "latent.inpaint_encode",
+    title="Inpaint Encode",
+    category="generate/latent",
+    inputs=[Input("vae", T.VAE), Input("image", T.IMAGE), Input("mask", T.MASK, description="1 where to repaint")],
+    params=[Param("tiled", T.BOOL, False), Param("tile_size", T.INT, 512, min=64, max=4096, step=64)],
+    outputs=[Output("latent", T.LATENT)],
+)
+def inpaint_encode(ctx, vae, image, mask, tiled, tile_size):
+    """Prepare a picture and a mask for inpainting or outpainting with any model."""
+    import torch.nn.functional as F
+
+    if mask.shape[-2:] != image.shape[-2:]:
+        raise NodeUserError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]} but the picture is "
+                            f"{image.shape[-1]}x{image.shape[-2]}")
+    mask = mask.to(image.device)
+    samples = encode(vae, image, tiled, tile_size)
+    blanked = image * (mask < 0.5) + 0.5 * (mask >= 0.5)  # grey where the model must paint, as diffusers does
+    masked = encode(vae, blanked, tiled, tile_size)
+    small = F.interpolate(mask.float(), size=samples.shape[-2:]).to(samples.dtype)
+    return {"latent": Latent(samples, vae.latent_channels, small, masked, image, mask)}

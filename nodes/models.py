@@ -1,0 +1,109 @@
+"""Model loaders: a diffusers pipeline folder, or a VAE on its own, from disk or the Hugging Face cache.
+
+The loaded modules are node outputs, so they live in the engine's cache under its byte budget and
+stay on the device between runs. Loading is offline (``local_files_only=True``); diffusers reads
+weights with safetensors, or with ``torch.load(weights_only=True)`` for ``.bin`` files.
+"""
+
+from __future__ import annotations
+
+import json
+
+from nodegraph import NodeUserError, Output, Param, PortType as T, node
+
+from . import _model_files as files
+from ._diffusion_types import DiffusionModel, TextEncoders, Vae
+from ._families import family_of_pipeline
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+MODEL_HINT = "model"  # the editor offers files.list_models() for this parameter
+
+
+def _identity(params, ctx):
+    return files.identity(params["model"], ctx)
+
+
+@node(
+    "model.checkpoint",
+    title="Load Checkpoint",
+    category="generate/models",
+    params=[
+        Param("model", T.STRING, "", hint=MODEL_HINT,
+              description="a diffusers pipeline folder: a path, a name in the model folders, or hf:org/name"),
+        Param("dtype", T.ENUM, "auto", choices=DTYPES, description="auto: float16 on a GPU, float32 on the CPU"),
+    ],
+    outputs=[Output("model", T.MODEL), Output("text_encoder", T.TEXT_ENCODER), Output("vae", T.VAE)],
+    identity=_identity,
+)
+def load_checkpoint(ctx, model, dtype):
+    """Load a whole pipeline and split it into its denoiser, text encoder(s) and VAE."""
+    from diffusers import DiffusionPipeline
+
+    path = files.resolve(model, ctx)
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise NodeUserError(f"{path} is not a diffusers pipeline folder (it has no model_index.json)")
+    try:
+        class_name = json.loads(index.read_text())["_class_name"]
+    except (ValueError, KeyError) as e:
+        raise NodeUserError(f"{index}: unreadable ({e})") from None
+    family = family_of_pipeline(class_name, str(path))
+    torch_dtype = files.torch_dtype(dtype, ctx.device)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise NodeUserError(f"cannot load {path}: {e}") from None
+    pipe.to(ctx.device)
+    components = pipe.components
+    denoiser = components.get("unet") or components.get("transformer")
+    text = {k: components[k] for k in family.text_components}
+    return {
+        "model": DiffusionModel(family.id, denoiser.eval(), dict(pipe.scheduler.config), str(path)),
+        "text_encoder": TextEncoders(family.id, text, str(path)),
+        "vae": make_vae(components["vae"]),
+    }
+
+
+def make_vae(module) -> Vae:
+    """Wrap an AutoencoderKL or AutoencoderDC with the scaling its latents use."""
+    config = module.config
+    kind = "dc" if type(module).__name__ == "AutoencoderDC" else "kl"
+    if kind == "kl":
+        downscale = 2 ** (len(config.block_out_channels) - 1)
+    else:
+        downscale = 2 ** (len(config.encoder_block_out_channels) - 1)
+    return Vae(kind, module.eval(), float(config.scaling_factor or 1.0),
+               float(getattr(config, "shift_factor", None) or 0.0), downscale)
+
+
+@node(
+    "model.vae",
+    title="Load VAE",
+    category="generate/models",
+    params=[
+        Param("model", T.STRING, "", hint=MODEL_HINT,
+              description="a VAE folder (config.json and weights), or a pipeline folder whose vae/ to use"),
+        Param("dtype", T.ENUM, "auto", choices=DTYPES),
+    ],
+    outputs=[Output("vae", T.VAE)],
+    identity=_identity,
+)
+def load_vae(ctx, model, dtype):
+    """Load an AutoencoderKL or AutoencoderDC (DC-AE) on its own, to swap a pipeline's VAE."""
+    import diffusers
+
+    path = files.resolve(model, ctx)
+    if (path / "model_index.json").is_file():
+        path = path / "vae"
+    try:
+        class_name = json.loads((path / "config.json").read_text())["_class_name"]
+    except (OSError, ValueError, KeyError):
+        raise NodeUserError(f"{path} is not a VAE folder (no config.json naming its class)") from None
+    if class_name not in ("AutoencoderKL", "AutoencoderDC"):
+        raise NodeUserError(f"{path} holds a {class_name}, not an AutoencoderKL or AutoencoderDC")
+    cls = getattr(diffusers, class_name)
+    try:
+        module = cls.from_pretrained(path, torch_dtype=files.torch_dtype(dtype, ctx.device), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise NodeUserError(f"cannot load {path}: {e}") from None
+    return {"vae": make_vae(module.to(ctx.device))}

@@ -1,0 +1,184 @@
+"""The Sampler: one denoising loop for every family, on diffusers schedulers and models.
+
+txt2img starts from noise (an Empty Latent), img2img from a latent and a denoise strength, inpainting
+from an Inpaint Encode latent: a 9-channel inpainting model sees the mask and the masked picture, any
+other model has the unmasked area blended back in at every step. The loop follows the diffusers
+pipelines step for step, so the same components, seed and scheduler give the same picture.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
+
+from ._diffusion_types import Latent
+from ._families import FAMILIES
+
+SCHEDULERS = {
+    "default": (None, {}),  # the scheduler the model was saved with
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler",
+                        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    "ddim": ("DDIMScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "lcm": ("LCMScheduler", {}),
+    "flow_euler": ("FlowMatchEulerDiscreteScheduler", {}),
+}
+
+
+def make_scheduler(name: str, model):
+    """A fresh diffusers scheduler of the chosen kind, configured from the model's own settings."""
+    import diffusers
+
+    family = FAMILIES[model.family]
+    if name not in family.schedulers:
+        raise NodeUserError(f"scheduler {name!r} does not fit a {family.title} model; use one of "
+                            f"{', '.join(family.schedulers)}")
+    class_name, overrides = SCHEDULERS[name]
+    class_name = class_name or model.scheduler_config["_class_name"]
+    return getattr(diffusers, class_name).from_config(model.scheduler_config, **overrides)
+
+
+def _step_kwargs(scheduler, generator) -> dict:
+    accepted = set(inspect.signature(scheduler.step).parameters)
+    kwargs = {"eta": 0.0} if "eta" in accepted else {}
+    if "generator" in accepted:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+def latent_preview(latents):
+    """A cheap look at the first picture of the batch: three latent channels stretched to [0, 1]."""
+    x = latents[:1, :3].float()
+    if x.shape[1] < 3:
+        x = x[:, :1].expand(-1, 3, -1, -1)
+    low = x.amin(dim=(2, 3), keepdim=True)
+    high = x.amax(dim=(2, 3), keepdim=True)
+    return ((x - low) / (high - low).clamp_min(1e-6)).cpu()
+
+
+@node(
+    "sampling.sampler",
+    title="Sampler",
+    category="generate/sampling",
+    inputs=[
+        Input("model", T.MODEL),
+        Input("conditioning", T.CONDITIONING),
+        Input("latent", T.LATENT, description="Empty Latent (txt2img), VAE Encode (img2img) or Inpaint Encode"),
+    ],
+    params=[
+        Param("seed", T.SEED, 0),
+        Param("steps", T.INT, 20, min=1, max=1000),
+        Param("cfg", T.FLOAT, 7.0, min=0.0, max=50.0, step=0.5, description="classifier-free guidance scale"),
+        Param("scheduler", T.ENUM, "default", choices=tuple(SCHEDULERS)),
+        Param("denoise", T.FLOAT, 1.0, min=0.0, max=1.0, step=0.01,
+              description="img2img strength: how much of the input latent is replaced"),
+        Param("start_step", T.INT, 0, min=0, max=1000,
+              description="continue a latent another Sampler stopped at this step (no noise is added)"),
+        Param("end_step", T.INT, -1, min=-1, max=1000, description="stop here and keep the leftover noise; -1: all"),
+    ],
+    outputs=[Output("latent", T.LATENT)],
+)
+def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoise, start_step, end_step):
+    """Denoise a latent with a model and its conditioning, reporting progress and a preview every step."""
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    family = FAMILIES[model.family]
+    family.check(model, conditioning)
+    unet = model.denoiser
+    device, dtype = ctx.device, unet.dtype
+    end_step = steps if end_step == -1 else end_step
+    if not 0 <= start_step < end_step <= steps:
+        raise NodeUserError(f"need 0 <= start_step < end_step <= steps, got {start_step}, {end_step}, {steps}")
+    if denoise < 1.0 and (start_step, end_step) != (0, steps):
+        raise NodeUserError("use either denoise (img2img) or start/end steps, not both")
+    inpaint_channels = unet.config.in_channels != latent.channels
+    if inpaint_channels and latent.masked is None:
+        raise NodeUserError(f"this is an inpainting model ({unet.config.in_channels} input channels): "
+                            f"feed it an Inpaint Encode latent")
+
+    sched = make_scheduler(scheduler, model)
+    generator = torch.Generator("cpu").manual_seed(seed)  # a CPU generator: the same picture on any device
+    sched.set_timesteps(steps, device=device)
+    timesteps = sched.timesteps
+    init = latent.samples.to(device=device, dtype=dtype)
+    batch = init.shape[0]
+    from_noise = latent.meta.get("empty") or (latent.mask is not None and denoise >= 1.0)
+    if denoise < 1.0:  # img2img: skip the first part of the schedule, as diffusers' img2img pipelines do
+        keep = min(int(steps * denoise), steps)
+        begin = max(steps - keep, 0) * sched.order
+        timesteps = timesteps[begin:]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(begin)
+        if len(timesteps) == 0:
+            return {"latent": latent}
+    elif (start_step, end_step) != (0, steps):
+        timesteps = timesteps[start_step * sched.order: end_step * sched.order]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(start_step * sched.order)
+
+    noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
+    if start_step > 0:
+        latents = init  # already noised to this step by the Sampler that stopped there
+    elif from_noise:
+        latents = noise * sched.init_noise_sigma
+    else:
+        latents = sched.add_noise(init, noise, timesteps[:1].repeat(batch))
+
+    guided = cfg > 1.0 and unet.config.time_cond_proj_dim is None
+    embeds = _batch_embeds(conditioning, batch, guided)
+    if unet.config.time_cond_proj_dim is not None:  # LCM-style guidance embedding
+        embeds["timestep_cond"] = _guidance_embedding(cfg, unet.config.time_cond_proj_dim, batch, device, dtype)
+    mask = masked = None
+    if latent.mask is not None:
+        mask = latent.mask.to(device=device, dtype=dtype)
+        masked = latent.masked.to(device=device, dtype=dtype) if latent.masked is not None else None
+    extra = _step_kwargs(sched, generator)
+    total = len(timesteps)
+    with torch.inference_mode():
+        for i, t in enumerate(timesteps):
+            x = torch.cat([latents] * 2) if guided else latents
+            x = sched.scale_model_input(x, t)
+            if inpaint_channels:
+                extra_in = torch.cat([mask, masked], dim=1)
+                x = torch.cat([x, torch.cat([extra_in] * 2) if guided else extra_in], dim=1)
+            prediction = family.predict(model, x, t, embeds)
+            if guided:
+                uncond, text = prediction.chunk(2)
+                prediction = uncond + cfg * (text - uncond)
+            latents = sched.step(prediction, t, latents, **extra, return_dict=False)[0]
+            if mask is not None and not inpaint_channels:  # keep the unmasked area on the input's path
+                known = init
+                if i < total - 1:
+                    known = sched.add_noise(init, noise, timesteps[i + 1: i + 2])
+                latents = (1 - mask) * known + mask * latents
+            ctx.progress((i + 1) / total, preview=latent_preview(latents))
+    return {"latent": Latent(latents, latent.channels, latent.mask, latent.masked, latent.source_image,
+                             latent.source_mask, {"seed": seed})}
+
+
+def _batch_embeds(conditioning, batch: int, guided: bool) -> dict:
+    import torch
+
+    out = {}
+    for name, positive in conditioning.positive.items():
+        positive = positive.repeat_interleave(batch, dim=0) if positive.shape[0] != batch else positive
+        if guided:
+            negative = conditioning.negative[name]
+            negative = negative.repeat_interleave(batch, dim=0) if negative.shape[0] != batch else negative
+            positive = torch.cat([negative, positive])
+        out[name] = positive
+    return out
+
+
+def _guidance_embedding(cfg: float, dim: int, batch: int, device, dtype):
+    """The guidance-scale embedding LCM-distilled UNets take, computed by diffusers' own helper."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    w = torch.tensor(cfg - 1.0).repeat(batch)
+    return StableDiffusionPipeline.get_guidance_scale_embedding(None, w, embedding_dim=dim).to(device=device, dtype=dtype)

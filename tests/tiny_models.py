@@ -1,0 +1,107 @@
+"""Tiny random-weight diffusion models, built from configs and saved in the real on-disk layouts.
+
+Nothing is downloaded: the CLIP tokenizer is written from a small byte-level vocabulary, and every
+model is saved with safetensors, then loaded back by the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+CLIP_WORDS = ["a", "red", "blue", "green", "circle", "square", "on", "the", "left", "right", "background", "cat", "photo"]
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """The printable stand-in for each byte that byte-level BPE tokenizers (CLIP's) use."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, map(chr, chars)))
+
+
+def write_clip_tokenizer(folder: Path, max_length: int = 77) -> None:
+    """A CLIPTokenizer folder (vocab.json, merges.txt) that spells any text, with a few whole words."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list(_bytes_to_unicode().values())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for s in symbols + [s + "</w>" for s in symbols]:
+        vocab.setdefault(s, len(vocab))
+    merges = []
+    for word in CLIP_WORDS:  # merge letters left to right into the whole word
+        current = word[0]
+        for ch in word[1:-1]:
+            merges.append(f"{current} {ch}")
+            current += ch
+            vocab.setdefault(current, len(vocab))
+        if len(word) > 1:
+            merges.append(f"{current} {word[-1]}</w>")
+            vocab.setdefault(word + "</w>", len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length,
+                        bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                        unk_token="<|endoftext|>")
+    tok.save_pretrained(folder)
+
+
+def clip_text_model(seed: int, vocab_size: int = 1024, hidden: int = 32, projection: int | None = None):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden, intermediate_size=37,
+                            num_attention_heads=4, num_hidden_layers=2, vocab_size=vocab_size,
+                            max_position_embeddings=77, projection_dim=projection or hidden)
+    model = CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+    return model.eval()
+
+
+def sd_unet(seed: int, in_channels: int = 4, cross_attention_dim: int = 32, **extra):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=in_channels, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim, norm_num_groups=4, attention_head_dim=2, **extra,
+    ).eval()
+
+
+def kl_vae(seed: int):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         norm_num_groups=4, sample_size=16).eval()
+
+
+def sd_pipeline(folder: Path, seed: int = 0, inpaint: bool = False, prediction_type: str = "epsilon") -> Path:
+    """A Stable Diffusion 1.x pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+
+    The VAE halves the size once (a latent is 1/2 of the picture), so a 32x32 picture samples on 16x16 latents.
+    """
+    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    write_clip_tokenizer(folder / "_tok")
+    cls = StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline
+    pipe = cls(
+        vae=kl_vae(seed + 1),
+        text_encoder=clip_text_model(seed + 2),
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "_tok"),
+        unet=sd_unet(seed + 3, in_channels=9 if inpaint else 4),
+        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
