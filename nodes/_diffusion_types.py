@@ -32,6 +32,7 @@ class TextEncoders:
     family: str
     components: dict[str, Any]
     source: str
+    options: dict[str, Any] = field(default_factory=dict)  # pipeline settings such as force_zeros_for_empty_prompt
 
 
 @dataclass(eq=False)
@@ -66,6 +67,7 @@ class Latent:
     ``mask`` (latent resolution, 1 = repaint) and ``masked`` (latents of the picture with the masked
     area blanked, for 9-channel inpainting models) come from Inpaint Encode; ``source_image`` and
     ``source_mask`` let VAE Decode put the unmasked pixels back exactly as they were.
+    ``meta["pixel_size"]`` is the (height, width) of the picture it stands for (SDXL conditions on it).
     """
 
     samples: Any

@@ -34,8 +34,20 @@ class Family:
                 f"{self.title}; connect the text encoder loaded with this model"
             )
 
+    def embeds(self, model: DiffusionModel, cond: Conditioning, latent) -> tuple[dict, dict]:
+        """Positive and negative denoiser inputs by name, before batching (a family may add its own)."""
+        return dict(cond.positive), dict(cond.negative)
+
     def predict(self, model: DiffusionModel, x, t, embeds: dict[str, Any]):
         raise NotImplementedError
+
+
+def _text_pipeline(class_name: str, te: TextEncoders, **kwargs):
+    """A diffusers pipeline holding only the text components, to call its own encode_prompt."""
+    import diffusers
+
+    cls = getattr(diffusers, class_name)
+    return cls(vae=None, unet=None, scheduler=None, **te.components, **kwargs)
 
 
 class StableDiffusion(Family):
@@ -46,13 +58,9 @@ class StableDiffusion(Family):
     text_components = ("text_encoder", "tokenizer")
 
     def encode(self, te, prompt, negative, device):
-        from diffusers import StableDiffusionPipeline
-
-        pipe = StableDiffusionPipeline(
-            vae=None, unet=None, scheduler=None, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False, **{k: te.components[k] for k in self.text_components},
-        )
-        positive, negative_embeds = pipe.encode_prompt(prompt, device, 1, True, negative_prompt=negative)
+        pipe = _text_pipeline("StableDiffusionPipeline", te, safety_checker=None, feature_extractor=None,
+                              requires_safety_checker=False)
+        positive, negative_embeds = pipe.encode_prompt(prompt, device, 1, True, negative_prompt=negative or None)
         return Conditioning(self.id, {"prompt_embeds": positive}, {"prompt_embeds": negative_embeds}, prompt)
 
     def check(self, model, cond):
@@ -71,12 +79,49 @@ class StableDiffusion(Family):
         )[0]
 
 
-FAMILIES: dict[str, Family] = {f.id: f for f in (StableDiffusion(),)}
+class StableDiffusionXL(StableDiffusion):
+    """SDXL: two CLIP text encoders (one pooled), and the picture's size as extra conditioning."""
+
+    id = "sdxl"
+    title = "Stable Diffusion XL"
+    text_components = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+
+    def encode(self, te, prompt, negative, device):
+        pipe = _text_pipeline("StableDiffusionXLPipeline", te,
+                              force_zeros_for_empty_prompt=te.options.get("force_zeros_for_empty_prompt", True))
+        embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+            prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
+            negative_prompt=negative or None)
+        return Conditioning(self.id, {"prompt_embeds": embeds, "text_embeds": pooled},
+                            {"prompt_embeds": negative_embeds, "text_embeds": negative_pooled}, prompt)
+
+    def embeds(self, model, cond, latent):
+        """Size conditioning as diffusers' default: original = target = the picture's size, no crop."""
+        import torch
+
+        height, width = latent.meta["pixel_size"]
+        dtype = cond.positive["prompt_embeds"].dtype
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype)
+        positive, negative = super().embeds(model, cond, latent)
+        return {**positive, "time_ids": time_ids}, {**negative, "time_ids": time_ids}
+
+    def predict(self, model, x, t, embeds):
+        added = {"text_embeds": embeds["text_embeds"], "time_ids": embeds["time_ids"]}
+        return model.denoiser(
+            x, t, encoder_hidden_states=embeds["prompt_embeds"], timestep_cond=embeds.get("timestep_cond"),
+            added_cond_kwargs=added, return_dict=False,
+        )[0]
+
+
+FAMILIES: dict[str, Family] = {f.id: f for f in (StableDiffusion(), StableDiffusionXL())}
 
 PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": "sd",
     "StableDiffusionImg2ImgPipeline": "sd",
     "StableDiffusionInpaintPipeline": "sd",
+    "StableDiffusionXLPipeline": "sdxl",
+    "StableDiffusionXLImg2ImgPipeline": "sdxl",
+    "StableDiffusionXLInpaintPipeline": "sdxl",
 }
 
 

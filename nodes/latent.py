@@ -31,7 +31,7 @@ def empty_latent(ctx, vae, width, height, batch_size):
     if width % f or height % f:
         raise NodeUserError(f"width and height must be multiples of {f} for this VAE, got {width}x{height}")
     samples = torch.zeros(batch_size, vae.latent_channels, height // f, width // f, device=ctx.device)
-    return {"latent": Latent(samples, vae.latent_channels, meta={"empty": True})}
+    return {"latent": Latent(samples, vae.latent_channels, meta={"empty": True, "pixel_size": (height, width)})}
 
 
 @contextmanager
@@ -80,7 +80,8 @@ def encode(vae, image, tiled=False, tile_size=512):
 )
 def vae_encode(ctx, vae, image, tiled, tile_size):
     """Turn a picture into a latent, for img2img."""
-    return {"latent": Latent(encode(vae, image, tiled, tile_size), vae.latent_channels)}
+    samples = encode(vae, image, tiled, tile_size)
+    return {"latent": Latent(samples, vae.latent_channels, meta={"pixel_size": tuple(image.shape[-2:])})}
 
 
 @node(
@@ -134,4 +135,5 @@ def inpaint_encode(ctx, vae, image, mask, tiled, tile_size):
     blanked = image * (mask < 0.5) + 0.5 * (mask >= 0.5)  # grey where the model must paint, as diffusers does
     masked = encode(vae, blanked, tiled, tile_size)
     small = F.interpolate(mask.float(), size=samples.shape[-2:]).to(samples.dtype)
-    return {"latent": Latent(samples, vae.latent_channels, small, masked, image, mask)}
+    meta = {"pixel_size": tuple(image.shape[-2:])}
+    return {"latent": Latent(samples, vae.latent_channels, small, masked, image, mask, meta)}

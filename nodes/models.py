@@ -59,9 +59,17 @@ def load_checkpoint(ctx, model, dtype):
     text = {k: components[k] for k in family.text_components}
     return {
         "model": DiffusionModel(family.id, denoiser.eval(), dict(pipe.scheduler.config), str(path)),
-        "text_encoder": TextEncoders(family.id, text, str(path)),
+        "text_encoder": TextEncoders(family.id, text, str(path), _pipeline_options(pipe)),
         "vae": make_vae(components["vae"]),
     }
+
+
+def _pipeline_options(pipe) -> dict:
+    """Pipeline settings that change how prompts are encoded."""
+    options = {}
+    if "force_zeros_for_empty_prompt" in pipe.config:
+        options["force_zeros_for_empty_prompt"] = bool(pipe.config.force_zeros_for_empty_prompt)
+    return options
 
 
 def make_vae(module) -> Vae:

@@ -130,7 +130,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
         latents = sched.add_noise(init, noise, timesteps[:1].repeat(batch))
 
     guided = cfg > 1.0 and unet.config.time_cond_proj_dim is None
-    embeds = _batch_embeds(conditioning, batch, guided)
+    embeds = _batch_embeds(*family.embeds(model, conditioning, latent), batch, guided)
     if unet.config.time_cond_proj_dim is not None:  # LCM-style guidance embedding
         embeds["timestep_cond"] = _guidance_embedding(cfg, unet.config.time_cond_proj_dim, batch, device, dtype)
     mask = masked = None
@@ -157,18 +157,20 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
                     known = sched.add_noise(init, noise, timesteps[i + 1: i + 2])
                 latents = (1 - mask) * known + mask * latents
             ctx.progress((i + 1) / total, preview=latent_preview(latents))
+    meta = {k: v for k, v in latent.meta.items() if k != "empty"}
     return {"latent": Latent(latents, latent.channels, latent.mask, latent.masked, latent.source_image,
-                             latent.source_mask, {"seed": seed})}
+                             latent.source_mask, meta)}
 
 
-def _batch_embeds(conditioning, batch: int, guided: bool) -> dict:
+def _batch_embeds(positives: dict, negatives: dict, batch: int, guided: bool) -> dict:
+    """Repeat each input for the batch and, with guidance, put the negative half first (as diffusers does)."""
     import torch
 
     out = {}
-    for name, positive in conditioning.positive.items():
+    for name, positive in positives.items():
         positive = positive.repeat_interleave(batch, dim=0) if positive.shape[0] != batch else positive
         if guided:
-            negative = conditioning.negative[name]
+            negative = negatives[name]
             negative = negative.repeat_interleave(batch, dim=0) if negative.shape[0] != batch else negative
             positive = torch.cat([negative, positive])
         out[name] = positive

@@ -104,4 +104,37 @@ def sd_pipeline(folder: Path, seed: int = 0, inpaint: bool = False, prediction_t
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
+    _remove(folder / "_tok")
     return folder
+
+
+def sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
+    """An SDXL pipeline folder: two CLIP text encoders (the second with a projection) and a text-time UNet."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTokenizer
+
+    write_clip_tokenizer(folder / "_tok")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "_tok")
+    torch.manual_seed(seed + 3)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=64, norm_num_groups=4,
+    ).eval()
+    pipe = StableDiffusionXLPipeline(
+        vae=kl_vae(seed + 1), text_encoder=clip_text_model(seed + 2), text_encoder_2=clip_text_model(seed + 4, projection=32),
+        tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet,
+        scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                         timestep_spacing="leading"),
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    _remove(folder / "_tok")
+    return folder
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
