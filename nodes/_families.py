@@ -34,6 +34,30 @@ class Family:
                 f"{self.title}; connect the text encoder loaded with this model"
             )
 
+    # ----- the loop's hooks; the defaults are the UNet (noise prediction) pipelines' behaviour -----
+    def guided(self, model: DiffusionModel, cfg: float) -> bool:
+        """Whether classifier-free guidance runs (a negative half in every batch)."""
+        return cfg > 1.0 and getattr(model.denoiser.config, "time_cond_proj_dim", None) is None
+
+    def timestep_kwargs(self, sched, model: DiffusionModel, latents, steps: int) -> dict:
+        """Extra arguments for ``retrieve_timesteps`` (custom sigmas, a resolution-dependent shift)."""
+        return {}
+
+    def img2img_begin(self, steps: int, denoise: float) -> int:
+        """Index of the first step an img2img run keeps, as the family's img2img pipeline computes it."""
+        return max(steps - min(int(steps * denoise), steps), 0)
+
+    def scale_input(self, sched, x, t):
+        return sched.scale_model_input(x, t)
+
+    def noised(self, sched, clean, noise, t):
+        """``clean`` latents noised to timestep(s) ``t``."""
+        return sched.add_noise(clean, noise, t)
+
+    def start(self, sched, noise):
+        """Latents at the start of text-to-image sampling."""
+        return noise * sched.init_noise_sigma
+
     def embeds(self, model: DiffusionModel, cond: Conditioning, latent) -> tuple[dict, dict]:
         """Positive and negative denoiser inputs by name, before batching (a family may add its own)."""
         return dict(cond.positive), dict(cond.negative)
@@ -44,10 +68,15 @@ class Family:
 
 def _text_pipeline(class_name: str, te: TextEncoders, **kwargs):
     """A diffusers pipeline holding only the text components, to call its own encode_prompt."""
+    import inspect
+
     import diffusers
 
     cls = getattr(diffusers, class_name)
-    return cls(vae=None, unet=None, scheduler=None, **te.components, **kwargs)
+    given = {**te.components, **kwargs}
+    others = {name: None for name, p in inspect.signature(cls.__init__).parameters.items()
+              if name != "self" and name not in given and p.default is inspect.Parameter.empty}
+    return cls(**others, **given)
 
 
 class StableDiffusion(Family):
@@ -113,7 +142,63 @@ class StableDiffusionXL(StableDiffusion):
         )[0]
 
 
-FAMILIES: dict[str, Family] = {f.id: f for f in (StableDiffusion(), StableDiffusionXL())}
+class FlowMatching(Family):
+    """What flow-matching transformers share: sigmas from 1 to 0, no input scaling, noise by interpolation."""
+
+    flow = True
+    schedulers = ("default", "flow_euler")
+
+    def guided(self, model, cfg):
+        return cfg > 1.0
+
+    def timestep_kwargs(self, sched, model, latents, steps):
+        if not sched.config.get("use_dynamic_shifting"):
+            return {}
+        from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
+
+        patch = model.denoiser.config.patch_size
+        seq_len = (latents.shape[-2] // patch) * (latents.shape[-1] // patch)
+        c = sched.config
+        mu = calculate_shift(seq_len, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
+                             c.get("base_shift", 0.5), c.get("max_shift", 1.16))
+        return {"mu": mu}
+
+    def img2img_begin(self, steps, denoise):
+        return int(max(steps - min(steps * denoise, steps), 0))
+
+    def scale_input(self, sched, x, t):
+        return x
+
+    def noised(self, sched, clean, noise, t):
+        return sched.scale_noise(clean, t, noise)
+
+    def start(self, sched, noise):
+        return noise
+
+
+class StableDiffusion3(FlowMatching):
+    """SD3 and 3.5: CLIP-L, CLIP-G and T5 text encoders, a joint-attention (MMDiT) transformer."""
+
+    id = "sd3"
+    title = "Stable Diffusion 3"
+    text_components = ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3")
+
+    def encode(self, te, prompt, negative, device):
+        pipe = _text_pipeline("StableDiffusion3Pipeline", te)
+        embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+            prompt, None, None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
+            negative_prompt=negative or None)
+        return Conditioning(self.id, {"prompt_embeds": embeds, "pooled_projections": pooled},
+                            {"prompt_embeds": negative_embeds, "pooled_projections": negative_pooled}, prompt)
+
+    def predict(self, model, x, t, embeds):
+        return model.denoiser(
+            hidden_states=x, timestep=t.expand(x.shape[0]), encoder_hidden_states=embeds["prompt_embeds"],
+            pooled_projections=embeds["pooled_projections"], return_dict=False,
+        )[0]
+
+
+FAMILIES: dict[str, Family] = {f.id: f for f in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3())}
 
 PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": "sd",
@@ -122,6 +207,9 @@ PIPELINE_FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl",
     "StableDiffusionXLImg2ImgPipeline": "sdxl",
     "StableDiffusionXLInpaintPipeline": "sdxl",
+    "StableDiffusion3Pipeline": "sd3",
+    "StableDiffusion3Img2ImgPipeline": "sd3",
+    "StableDiffusion3InpaintPipeline": "sd3",
 }
 
 

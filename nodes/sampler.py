@@ -85,6 +85,7 @@ def latent_preview(latents):
 def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoise, start_step, end_step):
     """Denoise a latent with a model and its conditioning, reporting progress and a preview every step."""
     import torch
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
     from diffusers.utils.torch_utils import randn_tensor
 
     family = FAMILIES[model.family]
@@ -96,21 +97,19 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
         raise NodeUserError(f"need 0 <= start_step < end_step <= steps, got {start_step}, {end_step}, {steps}")
     if denoise < 1.0 and (start_step, end_step) != (0, steps):
         raise NodeUserError("use either denoise (img2img) or start/end steps, not both")
-    inpaint_channels = unet.config.in_channels != latent.channels
+    inpaint_channels = model.in_channels != latent.channels
     if inpaint_channels and latent.masked is None:
         raise NodeUserError(f"this is an inpainting model ({unet.config.in_channels} input channels): "
                             f"feed it an Inpaint Encode latent")
 
     sched = make_scheduler(scheduler, model)
     generator = torch.Generator("cpu").manual_seed(seed)  # a CPU generator: the same picture on any device
-    sched.set_timesteps(steps, device=device)
-    timesteps = sched.timesteps
     init = latent.samples.to(device=device, dtype=dtype)
     batch = init.shape[0]
+    timesteps, _ = retrieve_timesteps(sched, steps, device, **family.timestep_kwargs(sched, model, init, steps))
     from_noise = latent.meta.get("empty") or (latent.mask is not None and denoise >= 1.0)
-    if denoise < 1.0:  # img2img: skip the first part of the schedule, as diffusers' img2img pipelines do
-        keep = min(int(steps * denoise), steps)
-        begin = max(steps - keep, 0) * sched.order
+    if denoise < 1.0:  # img2img: skip the first part of the schedule, as the family's img2img pipeline does
+        begin = family.img2img_begin(steps, denoise) * sched.order
         timesteps = timesteps[begin:]
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(begin)
@@ -125,14 +124,15 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     if start_step > 0:
         latents = init  # already noised to this step by the Sampler that stopped there
     elif from_noise:
-        latents = noise * sched.init_noise_sigma
+        latents = family.start(sched, noise)
     else:
-        latents = sched.add_noise(init, noise, timesteps[:1].repeat(batch))
+        latents = family.noised(sched, init, noise, timesteps[:1].repeat(batch))
 
-    guided = cfg > 1.0 and unet.config.time_cond_proj_dim is None
+    guided = family.guided(model, cfg)
     embeds = _batch_embeds(*family.embeds(model, conditioning, latent), batch, guided)
-    if unet.config.time_cond_proj_dim is not None:  # LCM-style guidance embedding
-        embeds["timestep_cond"] = _guidance_embedding(cfg, unet.config.time_cond_proj_dim, batch, device, dtype)
+    proj_dim = getattr(unet.config, "time_cond_proj_dim", None)
+    if proj_dim is not None:  # LCM-style guidance embedding
+        embeds["timestep_cond"] = _guidance_embedding(cfg, proj_dim, batch, device, dtype)
     mask = masked = None
     if latent.mask is not None:
         mask = latent.mask.to(device=device, dtype=dtype)
@@ -142,7 +142,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     with torch.inference_mode():
         for i, t in enumerate(timesteps):
             x = torch.cat([latents] * 2) if guided else latents
-            x = sched.scale_model_input(x, t)
+            x = family.scale_input(sched, x, t)
             if inpaint_channels:
                 extra_in = torch.cat([mask, masked], dim=1)
                 x = torch.cat([x, torch.cat([extra_in] * 2) if guided else extra_in], dim=1)
@@ -154,7 +154,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
             if mask is not None and not inpaint_channels:  # keep the unmasked area on the input's path
                 known = init
                 if i < total - 1:
-                    known = sched.add_noise(init, noise, timesteps[i + 1: i + 2])
+                    known = family.noised(sched, init, noise, timesteps[i + 1: i + 2])
                 latents = (1 - mask) * known + mask * latents
             ctx.progress((i + 1) / total, preview=latent_preview(latents))
     meta = {k: v for k, v in latent.meta.items() if k != "empty"}

@@ -39,3 +39,44 @@ def test_conditioning_from_another_family_is_refused_in_words(sdxl_folder, tmp_p
     assert str(info.value) == ("node 'sampler' failed: the conditioning was made by a Stable Diffusion 1.x/2.x text "
                                "encoder but the model is Stable Diffusion XL; connect the text encoder loaded with "
                                "this model")
+
+
+@pytest.fixture(scope="session")
+def sd3_folder(tmp_path_factory):
+    return tiny_models.sd3_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd3")
+
+
+def test_sd3_txt2img_equals_the_diffusers_pipeline(sd3_folder):
+    from diffusers import StableDiffusion3Pipeline
+
+    result = nodegraph.Engine(device="cpu").run(txt2img(sd3_folder, batch=2), targets=["decode"])
+    assert result.outputs["ckpt"]["model"].family == "sd3"
+    pipe = StableDiffusion3Pipeline.from_pretrained(sd3_folder, local_files_only=True)
+    theirs = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=4, guidance_scale=5.0, height=32, width=32,
+                  num_images_per_prompt=2, generator=torch.Generator("cpu").manual_seed(7), output_type="pt").images
+    torch.testing.assert_close(result.outputs["decode"]["image"], theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_sd3_img2img_equals_the_diffusers_pipeline(sd3_folder, tmp_path):
+    from diffusers import StableDiffusion3Img2ImgPipeline
+    from test_diffusion_sd import _picture
+
+    _picture().save(tmp_path / "in.png")
+    wf = txt2img(sd3_folder, steps=10)
+    wf.add_node("image.load", "load", params={"path": str(tmp_path / "in.png")})
+    wf.add_node("vae.encode", "encode")
+    wf.connect("ckpt", "vae", "encode", "vae")
+    wf.connect("load", "image", "encode", "image")
+    wf.connect("encode", "latent", "sampler", "latent")
+    wf.set_param("sampler", "denoise", 0.55)
+    result = nodegraph.Engine(device="cpu").run(wf, targets=["decode"])
+    pipe = StableDiffusion3Img2ImgPipeline.from_pretrained(sd3_folder, local_files_only=True)
+    latents = result.outputs["encode"]["latent"].samples  # the same starting latent (diffusers would sample its own)
+    theirs = pipe(PROMPT, image=latents, strength=0.55, negative_prompt=NEGATIVE, num_inference_steps=10,
+                  guidance_scale=5.0, generator=torch.Generator("cpu").manual_seed(7), output_type="pt").images
+    torch.testing.assert_close(result.outputs["decode"]["image"], theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_a_unet_scheduler_on_a_flow_model_is_refused(sd3_folder):
+    with pytest.raises(nodegraph.NodeFailed, match="scheduler 'ddim' does not fit a Stable Diffusion 3 model; use one of default, flow_euler"):
+        nodegraph.Engine(device="cpu").run(txt2img(sd3_folder, scheduler="ddim"), targets=["sampler"])

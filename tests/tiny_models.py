@@ -75,13 +75,13 @@ def sd_unet(seed: int, in_channels: int = 4, cross_attention_dim: int = 32, **ex
     ).eval()
 
 
-def kl_vae(seed: int):
+def kl_vae(seed: int, latent_channels: int = 4, **config):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4,
+    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=latent_channels,
                          down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                         norm_num_groups=4, sample_size=16).eval()
+                         norm_num_groups=4, sample_size=16, **config).eval()
 
 
 def sd_pipeline(folder: Path, seed: int = 0, inpaint: bool = False, prediction_type: str = "epsilon") -> Path:
@@ -138,3 +138,45 @@ def _remove(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def write_t5_tokenizer(folder: Path) -> None:
+    """A T5 tokenizer whose Unigram vocabulary is the caption words (no sentencepiece file needed)."""
+    from transformers import T5TokenizerFast
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [("\u2581" + word, -1.0) for word in CLIP_WORDS]
+    T5TokenizerFast(vocab=vocab, extra_ids=0).save_pretrained(folder)
+
+
+def t5_encoder(seed: int, d_model: int = 32, vocab_size: int = 64):
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                                   relative_attention_num_buckets=8, decoder_start_token_id=0)).eval()
+
+
+def sd3_pipeline(folder: Path, seed: int = 0) -> Path:
+    """An SD3 pipeline folder: CLIP-L, CLIP-G (both projected), T5, and a one-layer MMDiT transformer."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTokenizer, T5TokenizerFast
+
+    write_clip_tokenizer(folder / "_tok")
+    write_t5_tokenizer(folder / "_t5")
+    torch.manual_seed(seed + 3)
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
+                                        pooled_projection_dim=64, out_channels=4).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "_tok")
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=kl_vae(seed + 1, scaling_factor=1.5305, shift_factor=0.0609),  # SD3's own latent scaling
+        text_encoder=clip_text_model(seed + 2, projection=32), text_encoder_2=clip_text_model(seed + 4, projection=32),
+        text_encoder_3=t5_encoder(seed + 5), tokenizer=tokenizer, tokenizer_2=tokenizer,
+        tokenizer_3=T5TokenizerFast.from_pretrained(folder / "_t5"),
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    _remove(folder / "_tok")
+    _remove(folder / "_t5")
+    return folder
