@@ -58,6 +58,22 @@ class Family:
         """Latents at the start of text-to-image sampling."""
         return noise * sched.init_noise_sigma
 
+    def input_channels(self, model: DiffusionModel) -> int:
+        """Latent channels the denoiser takes (more than the VAE's for inpainting models)."""
+        return model.denoiser.config.in_channels
+
+    def extra_inputs(self, model: DiffusionModel, cfg: float, batch: int, device, dtype) -> dict:
+        """Denoiser inputs that depend on the guidance scale: LCM's guidance embedding by default."""
+        dim = getattr(model.denoiser.config, "time_cond_proj_dim", None)
+        if dim is None:
+            return {}
+        import torch
+        from diffusers import StableDiffusionPipeline
+
+        w = torch.tensor(cfg - 1.0).repeat(batch)
+        embedding = StableDiffusionPipeline.get_guidance_scale_embedding(None, w, embedding_dim=dim)
+        return {"timestep_cond": embedding.to(device=device, dtype=dtype)}
+
     def embeds(self, model: DiffusionModel, cond: Conditioning, latent) -> tuple[dict, dict]:
         """Positive and negative denoiser inputs by name, before batching (a family may add its own)."""
         return dict(cond.positive), dict(cond.negative)
@@ -198,7 +214,69 @@ class StableDiffusion3(FlowMatching):
         )[0]
 
 
-FAMILIES: dict[str, Family] = {f.id: f for f in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3())}
+class Flux(FlowMatching):
+    """Flux: CLIP (pooled) + T5, a guidance-distilled transformer on 2x2-packed latents.
+
+    The guidance scale is an input of the model, not a second batch; ``cfg`` is that scale. Packing
+    happens around the transformer call: the scheduler step is elementwise, so the loop can keep
+    ordinary (batch, channels, height, width) latents.
+    """
+
+    id = "flux"
+    title = "Flux"
+    text_components = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+
+    def encode(self, te, prompt, negative, device):
+        pipe = _text_pipeline("FluxPipeline", te)
+        embeds, pooled, _ = pipe.encode_prompt(prompt, None, device=device, num_images_per_prompt=1)
+        negative_embeds, negative_pooled, _ = pipe.encode_prompt(negative or "", None, device=device,
+                                                                 num_images_per_prompt=1)
+        return Conditioning(self.id, {"prompt_embeds": embeds, "pooled_projections": pooled},
+                            {"prompt_embeds": negative_embeds, "pooled_projections": negative_pooled}, prompt)
+
+    def guided(self, model, cfg):
+        return False
+
+    def input_channels(self, model):
+        return model.denoiser.config.in_channels // 4
+
+    def extra_inputs(self, model, cfg, batch, device, dtype):
+        import torch
+
+        if not model.denoiser.config.guidance_embeds:
+            return {}
+        return {"guidance": torch.full([1], cfg, device=device, dtype=torch.float32).expand(batch)}
+
+    def timestep_kwargs(self, sched, model, latents, steps):
+        import numpy as np
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+        c = sched.config
+        seq_len = (latents.shape[-2] // 2) * (latents.shape[-1] // 2)
+        mu = calculate_shift(seq_len, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
+                             c.get("base_shift", 0.5), c.get("max_shift", 1.15))
+        sigmas = None if c.get("use_flow_sigmas") else np.linspace(1.0, 1 / steps, steps)
+        return {"sigmas": sigmas, "mu": mu}
+
+    def predict(self, model, x, t, embeds):
+        from diffusers import FluxPipeline
+
+        import torch
+
+        b, c, h, w = x.shape
+        packed = FluxPipeline._pack_latents(x, b, c, h, w)
+        image_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
+        text = embeds["prompt_embeds"]
+        text_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=text.dtype)
+        out = model.denoiser(
+            hidden_states=packed, timestep=t.expand(b).to(x.dtype) / 1000, guidance=embeds.get("guidance"),
+            pooled_projections=embeds["pooled_projections"], encoder_hidden_states=text, txt_ids=text_ids,
+            img_ids=image_ids, return_dict=False,
+        )[0]
+        return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+FAMILIES: dict[str, Family] = {f.id: f for f in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux())}
 
 PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": "sd",
@@ -210,6 +288,9 @@ PIPELINE_FAMILIES = {
     "StableDiffusion3Pipeline": "sd3",
     "StableDiffusion3Img2ImgPipeline": "sd3",
     "StableDiffusion3InpaintPipeline": "sd3",
+    "FluxPipeline": "flux",
+    "FluxImg2ImgPipeline": "flux",
+    "FluxInpaintPipeline": "flux",
 }
 
 

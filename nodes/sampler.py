@@ -90,16 +90,15 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
 
     family = FAMILIES[model.family]
     family.check(model, conditioning)
-    unet = model.denoiser
-    device, dtype = ctx.device, unet.dtype
+    device, dtype = ctx.device, model.denoiser.dtype
     end_step = steps if end_step == -1 else end_step
     if not 0 <= start_step < end_step <= steps:
         raise NodeUserError(f"need 0 <= start_step < end_step <= steps, got {start_step}, {end_step}, {steps}")
     if denoise < 1.0 and (start_step, end_step) != (0, steps):
         raise NodeUserError("use either denoise (img2img) or start/end steps, not both")
-    inpaint_channels = model.in_channels != latent.channels
+    inpaint_channels = family.input_channels(model) != latent.channels
     if inpaint_channels and latent.masked is None:
-        raise NodeUserError(f"this is an inpainting model ({unet.config.in_channels} input channels): "
+        raise NodeUserError(f"this is an inpainting model ({family.input_channels(model)} input channels): "
                             f"feed it an Inpaint Encode latent")
 
     sched = make_scheduler(scheduler, model)
@@ -130,9 +129,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
 
     guided = family.guided(model, cfg)
     embeds = _batch_embeds(*family.embeds(model, conditioning, latent), batch, guided)
-    proj_dim = getattr(unet.config, "time_cond_proj_dim", None)
-    if proj_dim is not None:  # LCM-style guidance embedding
-        embeds["timestep_cond"] = _guidance_embedding(cfg, proj_dim, batch, device, dtype)
+    embeds.update(family.extra_inputs(model, cfg, batch, device, dtype))
     mask = masked = None
     if latent.mask is not None:
         mask = latent.mask.to(device=device, dtype=dtype)
@@ -175,12 +172,3 @@ def _batch_embeds(positives: dict, negatives: dict, batch: int, guided: bool) ->
             positive = torch.cat([negative, positive])
         out[name] = positive
     return out
-
-
-def _guidance_embedding(cfg: float, dim: int, batch: int, device, dtype):
-    """The guidance-scale embedding LCM-distilled UNets take, computed by diffusers' own helper."""
-    import torch
-    from diffusers import StableDiffusionPipeline
-
-    w = torch.tensor(cfg - 1.0).repeat(batch)
-    return StableDiffusionPipeline.get_guidance_scale_embedding(None, w, embedding_dim=dim).to(device=device, dtype=dtype)

@@ -80,3 +80,20 @@ def test_sd3_img2img_equals_the_diffusers_pipeline(sd3_folder, tmp_path):
 def test_a_unet_scheduler_on_a_flow_model_is_refused(sd3_folder):
     with pytest.raises(nodegraph.NodeFailed, match="scheduler 'ddim' does not fit a Stable Diffusion 3 model; use one of default, flow_euler"):
         nodegraph.Engine(device="cpu").run(txt2img(sd3_folder, scheduler="ddim"), targets=["sampler"])
+
+
+@pytest.fixture(scope="session")
+def flux_folder(tmp_path_factory):
+    return tiny_models.flux_pipeline(tmp_path_factory.mktemp("models") / "tiny-flux")
+
+
+def test_flux_txt2img_equals_the_diffusers_pipeline(flux_folder):
+    from diffusers import FluxPipeline
+
+    wf = txt2img(flux_folder, batch=2, cfg=3.5)
+    result = nodegraph.Engine(device="cpu").run(wf, targets=["decode"])
+    assert result.outputs["ckpt"]["model"].family == "flux"
+    pipe = FluxPipeline.from_pretrained(flux_folder, local_files_only=True)
+    theirs = pipe(PROMPT, num_inference_steps=4, guidance_scale=3.5, height=32, width=32, num_images_per_prompt=2,
+                  generator=torch.Generator("cpu").manual_seed(7), output_type="pt").images
+    torch.testing.assert_close(result.outputs["decode"]["image"], theirs, rtol=1e-5, atol=1e-5)
