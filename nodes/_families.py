@@ -58,6 +58,10 @@ class Family:
         """Latents at the start of text-to-image sampling."""
         return noise * sched.init_noise_sigma
 
+    def latent_dtype(self, model: DiffusionModel):
+        """The dtype the loop keeps latents in."""
+        return model.denoiser.dtype
+
     def input_channels(self, model: DiffusionModel) -> int:
         """Latent channels the denoiser takes (more than the VAE's for inpainting models)."""
         return model.denoiser.config.in_channels
@@ -276,7 +280,54 @@ class Flux(FlowMatching):
         return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
-FAMILIES: dict[str, Family] = {f.id: f for f in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux())}
+class Sana(FlowMatching):
+    """Sana: a Gemma text encoder (with the pipeline's default instruction), a linear DiT on DC-AE latents.
+
+    Latents stay in float32 whatever the transformer's dtype, as in diffusers' Sana pipeline.
+    """
+
+    id = "sana"
+    title = "Sana"
+    text_components = ("text_encoder", "tokenizer")
+
+    def encode(self, te, prompt, negative, device):
+        import inspect
+
+        from diffusers import SanaPipeline
+
+        instruction = inspect.signature(SanaPipeline.__call__).parameters["complex_human_instruction"].default
+        pipe = _text_pipeline("SanaPipeline", te)
+        embeds, mask, negative_embeds, negative_mask = pipe.encode_prompt(
+            prompt, True, negative_prompt=negative, num_images_per_prompt=1, device=device,
+            complex_human_instruction=instruction)
+        return Conditioning(self.id, {"prompt_embeds": embeds, "encoder_attention_mask": mask},
+                            {"prompt_embeds": negative_embeds, "encoder_attention_mask": negative_mask}, prompt)
+
+    def latent_dtype(self, model):
+        import torch
+
+        return torch.float32
+
+    def noised(self, sched, clean, noise, t):
+        if hasattr(sched, "scale_noise"):
+            return sched.scale_noise(clean, t, noise)
+        return sched.add_noise(clean, noise, t)  # DPM-Solver with flow sigmas interpolates the same way
+
+    def predict(self, model, x, t, embeds):
+        transformer = model.denoiser
+        timestep = t.expand(x.shape[0]) * transformer.config.timestep_scale
+        out = transformer(
+            x.to(transformer.dtype), encoder_hidden_states=embeds["prompt_embeds"].to(transformer.dtype),
+            encoder_attention_mask=embeds["encoder_attention_mask"], timestep=timestep, return_dict=False,
+        )[0].float()
+        if transformer.config.out_channels // 2 == x.shape[1]:  # a learned-sigma model: keep the prediction half
+            out = out.chunk(2, dim=1)[0]
+        return out
+
+
+FAMILIES: dict[str, Family] = {
+    f.id: f for f in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), Sana())
+}
 
 PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": "sd",
@@ -291,6 +342,7 @@ PIPELINE_FAMILIES = {
     "FluxPipeline": "flux",
     "FluxImg2ImgPipeline": "flux",
     "FluxInpaintPipeline": "flux",
+    "SanaPipeline": "sana",
 }
 
 

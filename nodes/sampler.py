@@ -90,7 +90,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
 
     family = FAMILIES[model.family]
     family.check(model, conditioning)
-    device, dtype = ctx.device, model.denoiser.dtype
+    device, dtype = ctx.device, family.latent_dtype(model)
     end_step = steps if end_step == -1 else end_step
     if not 0 <= start_step < end_step <= steps:
         raise NodeUserError(f"need 0 <= start_step < end_step <= steps, got {start_step}, {end_step}, {steps}")

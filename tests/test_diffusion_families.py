@@ -97,3 +97,20 @@ def test_flux_txt2img_equals_the_diffusers_pipeline(flux_folder):
     theirs = pipe(PROMPT, num_inference_steps=4, guidance_scale=3.5, height=32, width=32, num_images_per_prompt=2,
                   generator=torch.Generator("cpu").manual_seed(7), output_type="pt").images
     torch.testing.assert_close(result.outputs["decode"]["image"], theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="session")
+def sana_folder(tmp_path_factory):
+    return tiny_models.sana_pipeline(tmp_path_factory.mktemp("models") / "tiny-sana")
+
+
+def test_sana_with_dc_ae_equals_the_diffusers_pipeline(sana_folder):
+    from diffusers import SanaPipeline
+
+    result = nodegraph.Engine(device="cpu").run(txt2img(sana_folder, batch=2, cfg=4.5), targets=["decode"])
+    assert result.outputs["ckpt"]["model"].family == "sana" and result.outputs["ckpt"]["vae"].kind == "dc"
+    pipe = SanaPipeline.from_pretrained(sana_folder, local_files_only=True)
+    theirs = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=4, guidance_scale=4.5, height=32, width=32,
+                  num_images_per_prompt=2, generator=torch.Generator("cpu").manual_seed(7), output_type="pt",
+                  use_resolution_binning=False).images
+    torch.testing.assert_close(result.outputs["decode"]["image"], theirs, rtol=1e-5, atol=1e-5)

@@ -203,3 +203,52 @@ def flux_pipeline(folder: Path, seed: int = 0) -> Path:
     _remove(folder / "_tok")
     _remove(folder / "_t5")
     return folder
+
+
+def dc_vae(seed: int):
+    """A tiny AutoencoderDC (DC-AE): halves the size once, 4 latent channels."""
+    from diffusers import AutoencoderDC
+
+    torch.manual_seed(seed)
+    return AutoencoderDC(in_channels=3, latent_channels=4, attention_head_dim=2,
+                         encoder_block_types=("ResBlock", "EfficientViTBlock"),
+                         decoder_block_types=("ResBlock", "EfficientViTBlock"),
+                         encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                         encoder_qkv_multiscales=((), (5,)), decoder_qkv_multiscales=((), (5,)),
+                         encoder_layers_per_block=(1, 1), decoder_layers_per_block=(1, 1),
+                         downsample_block_type="conv", upsample_block_type="interpolate",
+                         decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=0.41407).eval()
+
+
+def write_gemma_tokenizer(folder: Path) -> None:
+    from transformers import GemmaTokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "\u2581": 5}
+    for word in CLIP_WORDS:
+        vocab.setdefault("\u2581" + word, len(vocab))
+    GemmaTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+
+
+def sana_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A Sana pipeline folder: Gemma-2 text encoder, linear DiT, DC-AE, DPM-Solver with flow sigmas."""
+    from diffusers import DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
+    from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
+
+    write_gemma_tokenizer(folder / "_gemma")
+    torch.manual_seed(seed + 2)
+    text_encoder = Gemma2Model(Gemma2Config(head_dim=16, hidden_size=8, intermediate_size=32, num_attention_heads=2,
+                                            num_hidden_layers=1, num_key_value_heads=2, vocab_size=64,
+                                            max_position_embeddings=2048)).eval()
+    torch.manual_seed(seed + 3)
+    transformer = SanaTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=1,
+                                         num_attention_heads=2, attention_head_dim=4, num_cross_attention_heads=2,
+                                         cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,
+                                         sample_size=16).eval()
+    pipe = SanaPipeline(
+        tokenizer=GemmaTokenizer.from_pretrained(folder / "_gemma"), text_encoder=text_encoder, vae=dc_vae(seed + 1),
+        transformer=transformer,
+        scheduler=DPMSolverMultistepScheduler(flow_shift=3.0, use_flow_sigmas=True, prediction_type="flow_prediction"),
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    _remove(folder / "_gemma")
+    return folder
