@@ -51,13 +51,35 @@ class Vae:
 
 
 @dataclass(eq=False)
+class ControlNet:
+    """CONTROLNET: a ControlNet module and the model families it can steer."""
+
+    families: tuple[str, ...]
+    module: Any
+    source: str
+
+
+@dataclass(eq=False)
+class Control:
+    """One applied ControlNet: its control picture, strength, and the fraction of the steps it acts on."""
+
+    net: ControlNet
+    image: Any  # IMAGE in [0, 1]
+    strength: float
+    start: float
+    end: float
+
+
+@dataclass(eq=False)
 class Conditioning:
-    """CONDITIONING: encoded prompts, positive and negative, as the family's sampler inputs by name."""
+    """CONDITIONING: encoded prompts, positive and negative, as the family's sampler inputs by name,
+    plus the ControlNets applied to it (in order)."""
 
     family: str
     positive: dict[str, Any]
     negative: dict[str, Any]
     prompt: str = ""
+    controls: tuple[Control, ...] = ()
 
 
 @dataclass(eq=False)

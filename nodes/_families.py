@@ -27,12 +27,16 @@ class Family:
         raise NotImplementedError
 
     def check(self, model: DiffusionModel, cond: Conditioning) -> None:
-        """Refuse, in words, conditioning this model cannot use."""
+        """Refuse, in words, conditioning (or a ControlNet) this model cannot use."""
         if cond.family != model.family:
             raise NodeUserError(
                 f"the conditioning was made by a {FAMILIES[cond.family].title} text encoder but the model is "
                 f"{self.title}; connect the text encoder loaded with this model"
             )
+        for control in cond.controls:
+            if model.family not in control.net.families:
+                names = " or ".join(FAMILIES[f].title for f in control.net.families)
+                raise NodeUserError(f"the ControlNet {control.net.source} is for {names} models, not {self.title}")
 
     # ----- the loop's hooks; the defaults are the UNet (noise prediction) pipelines' behaviour -----
     def guided(self, model: DiffusionModel, cfg: float) -> bool:
@@ -82,7 +86,9 @@ class Family:
         """Positive and negative denoiser inputs by name, before batching (a family may add its own)."""
         return dict(cond.positive), dict(cond.negative)
 
-    def predict(self, model: DiffusionModel, x, t, embeds: dict[str, Any]):
+    def predict(self, model: DiffusionModel, x, t, embeds: dict[str, Any], controls=()):
+        """The denoiser's prediction for batch ``x`` at ``t``; ``controls`` are (ControlNet module,
+        prepared control picture, scale) for the ControlNets active at this step."""
         raise NotImplementedError
 
 
@@ -121,11 +127,29 @@ class StableDiffusion(Family):
                 f"SD 2.x model, or the reverse?)"
             )
 
-    def predict(self, model, x, t, embeds):
+    def added_cond(self, embeds) -> dict | None:
+        return None
+
+    def predict(self, model, x, t, embeds, controls=()):
+        added = self.added_cond(embeds)
+        down, mid = _unet_control_residuals(x, t, embeds, added, controls)
         return model.denoiser(
             x, t, encoder_hidden_states=embeds["prompt_embeds"], timestep_cond=embeds.get("timestep_cond"),
+            added_cond_kwargs=added, down_block_additional_residuals=down, mid_block_additional_residual=mid,
             return_dict=False,
         )[0]
+
+
+def _unet_control_residuals(x, t, embeds, added, controls):
+    """Sum the residuals of every active ControlNet, as diffusers' MultiControlNetModel does."""
+    down = mid = None
+    for module, image, scale in controls:
+        extra = {"added_cond_kwargs": added} if added is not None else {}
+        d, m = module(x, t, encoder_hidden_states=embeds["prompt_embeds"], controlnet_cond=image,
+                      conditioning_scale=scale, guess_mode=False, return_dict=False, **extra)
+        down = d if down is None else [a + b for a, b in zip(down, d)]
+        mid = m if mid is None else mid + m
+    return down, mid
 
 
 class StableDiffusionXL(StableDiffusion):
@@ -154,12 +178,8 @@ class StableDiffusionXL(StableDiffusion):
         positive, negative = super().embeds(model, cond, latent)
         return {**positive, "time_ids": time_ids}, {**negative, "time_ids": time_ids}
 
-    def predict(self, model, x, t, embeds):
-        added = {"text_embeds": embeds["text_embeds"], "time_ids": embeds["time_ids"]}
-        return model.denoiser(
-            x, t, encoder_hidden_states=embeds["prompt_embeds"], timestep_cond=embeds.get("timestep_cond"),
-            added_cond_kwargs=added, return_dict=False,
-        )[0]
+    def added_cond(self, embeds):
+        return {"text_embeds": embeds["text_embeds"], "time_ids": embeds["time_ids"]}
 
 
 class FlowMatching(Family):
@@ -211,7 +231,7 @@ class StableDiffusion3(FlowMatching):
         return Conditioning(self.id, {"prompt_embeds": embeds, "pooled_projections": pooled},
                             {"prompt_embeds": negative_embeds, "pooled_projections": negative_pooled}, prompt)
 
-    def predict(self, model, x, t, embeds):
+    def predict(self, model, x, t, embeds, controls=()):
         return model.denoiser(
             hidden_states=x, timestep=t.expand(x.shape[0]), encoder_hidden_states=embeds["prompt_embeds"],
             pooled_projections=embeds["pooled_projections"], return_dict=False,
@@ -262,7 +282,7 @@ class Flux(FlowMatching):
         sigmas = None if c.get("use_flow_sigmas") else np.linspace(1.0, 1 / steps, steps)
         return {"sigmas": sigmas, "mu": mu}
 
-    def predict(self, model, x, t, embeds):
+    def predict(self, model, x, t, embeds, controls=()):
         from diffusers import FluxPipeline
 
         import torch
@@ -313,7 +333,7 @@ class Sana(FlowMatching):
             return sched.scale_noise(clean, t, noise)
         return sched.add_noise(clean, noise, t)  # DPM-Solver with flow sigmas interpolates the same way
 
-    def predict(self, model, x, t, embeds):
+    def predict(self, model, x, t, embeds, controls=()):
         transformer = model.denoiser
         timestep = t.expand(x.shape[0]) * transformer.config.timestep_scale
         out = transformer(

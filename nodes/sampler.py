@@ -136,6 +136,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
         masked = latent.masked.to(device=device, dtype=dtype) if latent.masked is not None else None
     extra = _step_kwargs(sched, generator)
     total = len(timesteps)
+    controls = _prepare_controls(conditioning.controls, latent, batch, guided, device, dtype)
     with torch.inference_mode():
         for i, t in enumerate(timesteps):
             x = torch.cat([latents] * 2) if guided else latents
@@ -143,7 +144,9 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
             if inpaint_channels:
                 extra_in = torch.cat([mask, masked], dim=1)
                 x = torch.cat([x, torch.cat([extra_in] * 2) if guided else extra_in], dim=1)
-            prediction = family.predict(model, x, t, embeds)
+            active = [(module, image, strength) for module, image, strength, control in controls
+                      if control.start <= i / total and (i + 1) / total <= control.end]  # diffusers' keep
+            prediction = family.predict(model, x, t, embeds, active)
             if guided:
                 uncond, text = prediction.chunk(2)
                 prediction = uncond + cfg * (text - uncond)
@@ -157,6 +160,26 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     meta = {k: v for k, v in latent.meta.items() if k != "empty"}
     return {"latent": Latent(latents, latent.channels, latent.mask, latent.masked, latent.source_image,
                              latent.source_mask, meta)}
+
+
+def _prepare_controls(applied, latent, batch: int, guided: bool, device, dtype) -> list:
+    """Each ControlNet's picture sized, batched and doubled for guidance, with the steps it acts on
+    (diffusers' controlnet_keep), ready for the loop."""
+    import torch
+    from diffusers.image_processor import VaeImageProcessor
+
+    if not applied:
+        return []
+    height, width = latent.meta["pixel_size"]
+    processor = VaeImageProcessor(do_convert_rgb=True, do_normalize=False)
+    prepared = []
+    for control in applied:
+        image = processor.preprocess(control.image.float().cpu(), height=height, width=width).to(torch.float32)
+        image = image.repeat_interleave(batch if image.shape[0] == 1 else 1, dim=0).to(device=device, dtype=dtype)
+        if guided:
+            image = torch.cat([image] * 2)
+        prepared.append((control.net.module, image, control.strength, control))
+    return prepared
 
 
 def _batch_embeds(positives: dict, negatives: dict, batch: int, guided: bool) -> dict:

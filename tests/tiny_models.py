@@ -252,3 +252,23 @@ def sana_pipeline(folder: Path, seed: int = 0) -> Path:
     pipe.save_pretrained(folder, safe_serialization=True)
     _remove(folder / "_gemma")
     return folder
+
+
+def controlnet(folder: Path, seed: int = 0, cross_attention_dim: int = 32, sdxl: bool = False) -> Path:
+    """A ControlNetModel folder matching sd_unet (or sdxl_pipeline's UNet): a 2x conditioning downsampler."""
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    extra = dict(addition_embed_type="text_time", addition_time_embed_dim=8, use_linear_projection=True,
+                 projection_class_embeddings_input_dim=6 * 8 + 32, attention_head_dim=(2, 4)) if sdxl else {}
+    net = ControlNetModel(block_out_channels=(8, 16), layers_per_block=1, in_channels=4,
+                          down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                          cross_attention_dim=64 if sdxl else cross_attention_dim,
+                          conditioning_embedding_out_channels=(4, 8), norm_num_groups=4,
+                          **({"attention_head_dim": 2} | extra)).eval()
+    with torch.no_grad():  # ControlNets start with zero output layers; give them weights, as training would
+        for p in net.parameters():
+            if not p.any():
+                p.normal_(std=0.3)
+    net.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -1,0 +1,70 @@
+"""ControlNet: load one, and apply it (with a control picture, a strength and a step range) to conditioning."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
+
+from . import _model_files as files
+from ._diffusion_types import Control, ControlNet
+
+# Which model families each diffusers ControlNet class steers.
+CONTROLNET_CLASSES = {
+    "ControlNetModel": ("sd", "sdxl"),
+}
+
+
+@node(
+    "model.controlnet",
+    title="Load ControlNet",
+    category="generate/models",
+    params=[
+        Param("model", T.STRING, "", hint="model", description="a diffusers ControlNet folder, a name, or hf:org/name"),
+        Param("dtype", T.ENUM, "auto", choices=("auto", "float32", "float16", "bfloat16")),
+    ],
+    outputs=[Output("controlnet", T.CONTROLNET)],
+    identity=lambda params, ctx: files.identity(params["model"], ctx),
+)
+def load_controlnet(ctx, model, dtype):
+    """Load a ControlNet saved in the diffusers layout (config.json and weights)."""
+    import diffusers
+
+    path = files.resolve(model, ctx)
+    try:
+        class_name = json.loads((path / "config.json").read_text())["_class_name"]
+    except (OSError, ValueError, KeyError):
+        raise NodeUserError(f"{path} is not a ControlNet folder (no config.json naming its class)") from None
+    if class_name not in CONTROLNET_CLASSES:
+        raise NodeUserError(f"{path} holds a {class_name}; supported ControlNets: {', '.join(CONTROLNET_CLASSES)}")
+    try:
+        module = getattr(diffusers, class_name).from_pretrained(
+            path, torch_dtype=files.torch_dtype(dtype, ctx.device), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise NodeUserError(f"cannot load {path}: {e}") from None
+    return {"controlnet": ControlNet(CONTROLNET_CLASSES[class_name], module.to(ctx.device).eval(), str(path))}
+
+
+@node(
+    "control.apply",
+    title="Apply ControlNet",
+    category="generate/conditioning",
+    inputs=[
+        Input("conditioning", T.CONDITIONING),
+        Input("controlnet", T.CONTROLNET),
+        Input("image", T.IMAGE, description="the control picture (edges, depth, pose, ...)"),
+    ],
+    params=[
+        Param("strength", T.FLOAT, 1.0, min=0.0, max=2.0, step=0.05),
+        Param("start", T.FLOAT, 0.0, min=0.0, max=1.0, step=0.01, description="fraction of the steps where it begins"),
+        Param("end", T.FLOAT, 1.0, min=0.0, max=1.0, step=0.01, description="fraction of the steps where it stops"),
+    ],
+    outputs=[Output("conditioning", T.CONDITIONING)],
+)
+def apply_controlnet(ctx, conditioning, controlnet, image, strength, start, end):
+    """Steer sampling with a control picture; chain several Apply nodes to combine ControlNets."""
+    if start >= end:
+        raise NodeUserError(f"start ({start}) must be before end ({end})")
+    control = Control(controlnet, image, strength, start, end)
+    return {"conditioning": dataclasses.replace(conditioning, controls=conditioning.controls + (control,))}
