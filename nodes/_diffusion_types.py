@@ -19,6 +19,7 @@ class DiffusionModel:
     denoiser: Any
     scheduler_config: dict
     source: str
+    loras: tuple[tuple[str, float], ...] = ()  # (adapter name, strength) to switch on before sampling
 
     @property
     def in_channels(self) -> int:
@@ -33,6 +34,7 @@ class TextEncoders:
     components: dict[str, Any]
     source: str
     options: dict[str, Any] = field(default_factory=dict)  # pipeline settings such as force_zeros_for_empty_prompt
+    loras: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(eq=False)

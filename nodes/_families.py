@@ -19,6 +19,8 @@ UNET_SCHEDULERS = ("default", "euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_
 class Family:
     id = ""
     title = ""
+    pipeline = ""  # the diffusers pipeline class whose encode_prompt and LoRA loading we reuse
+    denoiser_name = "unet"
     flow = False  # flow matching (SD3, Flux, Sana) rather than noise prediction
     schedulers: tuple[str, ...] = UNET_SCHEDULERS
     text_components: tuple[str, ...] = ()
@@ -94,12 +96,16 @@ class Family:
 
 def _text_pipeline(class_name: str, te: TextEncoders, **kwargs):
     """A diffusers pipeline holding only the text components, to call its own encode_prompt."""
+    return partial_pipeline(class_name, {**te.components, **kwargs})
+
+
+def partial_pipeline(class_name: str, given: dict):
+    """A diffusers pipeline object holding only the components given (the others None)."""
     import inspect
 
     import diffusers
 
     cls = getattr(diffusers, class_name)
-    given = {**te.components, **kwargs}
     others = {name: None for name, p in inspect.signature(cls.__init__).parameters.items()
               if name != "self" and name not in given and p.default is inspect.Parameter.empty}
     return cls(**others, **given)
@@ -110,6 +116,8 @@ class StableDiffusion(Family):
 
     id = "sd"
     title = "Stable Diffusion 1.x/2.x"
+    pipeline = "StableDiffusionPipeline"
+    denoiser_name = "unet"
     text_components = ("text_encoder", "tokenizer")
 
     def encode(self, te, prompt, negative, device):
@@ -157,6 +165,8 @@ class StableDiffusionXL(StableDiffusion):
 
     id = "sdxl"
     title = "Stable Diffusion XL"
+    pipeline = "StableDiffusionXLPipeline"
+    denoiser_name = "unet"
     text_components = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 
     def encode(self, te, prompt, negative, device):
@@ -221,6 +231,8 @@ class StableDiffusion3(FlowMatching):
 
     id = "sd3"
     title = "Stable Diffusion 3"
+    pipeline = "StableDiffusion3Pipeline"
+    denoiser_name = "transformer"
     text_components = ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3")
 
     def encode(self, te, prompt, negative, device):
@@ -248,6 +260,8 @@ class Flux(FlowMatching):
 
     id = "flux"
     title = "Flux"
+    pipeline = "FluxPipeline"
+    denoiser_name = "transformer"
     text_components = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 
     def encode(self, te, prompt, negative, device):
@@ -308,6 +322,8 @@ class Sana(FlowMatching):
 
     id = "sana"
     title = "Sana"
+    pipeline = "SanaPipeline"
+    denoiser_name = "transformer"
     text_components = ("text_encoder", "tokenizer")
 
     def encode(self, te, prompt, negative, device):

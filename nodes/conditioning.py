@@ -5,6 +5,7 @@ from __future__ import annotations
 from nodegraph import Input, Output, Param, PortType as T, node
 
 from ._families import FAMILIES
+from .lora import activate
 
 
 @node(
@@ -22,5 +23,8 @@ def text_condition(ctx, text_encoder, prompt, negative):
     """Encode a positive and a negative prompt for a Sampler."""
     import torch
 
+    for name, module in text_encoder.components.items():
+        if name.startswith("text_encoder"):
+            activate(module, text_encoder.loras)
     with torch.inference_mode():
         return {"conditioning": FAMILIES[text_encoder.family].encode(text_encoder, prompt, negative, ctx.device)}

@@ -14,6 +14,7 @@ from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
 from ._diffusion_types import Latent
 from ._families import FAMILIES
+from .lora import activate
 
 SCHEDULERS = {
     "default": (None, {}),  # the scheduler the model was saved with
@@ -136,6 +137,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
         masked = latent.masked.to(device=device, dtype=dtype) if latent.masked is not None else None
     extra = _step_kwargs(sched, generator)
     total = len(timesteps)
+    activate(model.denoiser, model.loras)
     controls = _prepare_controls(conditioning.controls, latent, batch, guided, device, dtype)
     with torch.inference_mode():
         for i, t in enumerate(timesteps):
