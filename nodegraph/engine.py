@@ -114,8 +114,15 @@ class Context:
             raise RunCancelled(self.node_id)
 
     def progress(self, fraction: float, preview: Any = None) -> None:
-        """Report progress in [0, 1] (optionally with a preview image); also a cancellation point."""
-        self._run.emit(Event("progress", self.node_id, fraction=float(fraction), preview=preview))
+        """Report progress in [0, 1]; also a cancellation point.
+
+        ``preview`` is an IMAGE, or a function returning one: it is only called when someone is
+        listening, so a GPU loop is not made to wait for a copy nobody will look at.
+        """
+        if self._run.listening:
+            if callable(preview):
+                preview = preview()
+            self._run.emit(Event("progress", self.node_id, fraction=float(fraction), preview=preview))
         self.check_cancelled()
 
     def report_file(self, path: Path) -> None:
@@ -130,6 +137,7 @@ class _Run:
         self._workflow = workflow
         self._text: str | None = None
         self._on_event = on_event
+        self.listening = on_event is not None
         self.cancelled = _cancel_check(cancel)
 
     def emit(self, event: Event) -> None:

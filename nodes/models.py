@@ -58,10 +58,15 @@ def load_checkpoint(ctx, model, dtype):
     denoiser = components.get("unet") or components.get("transformer")
     text = {k: components[k] for k in family.text_components}
     return {
-        "model": DiffusionModel(family.id, denoiser.eval(), dict(pipe.scheduler.config), str(path)),
+        "model": DiffusionModel(family.id, denoiser.eval(), scheduler_config(pipe.scheduler), str(path)),
         "text_encoder": TextEncoders(family.id, text, str(path), _pipeline_options(pipe)),
         "vae": make_vae(components["vae"]),
     }
+
+
+def scheduler_config(scheduler) -> dict:
+    """A scheduler's settings with its class name, so Sampler's "default" can rebuild it."""
+    return {**scheduler.config, "_class_name": type(scheduler).__name__}
 
 
 def _pipeline_options(pipe) -> dict:

@@ -8,7 +8,9 @@ pipelines step for step, so the same components, seed and scheduler give the sam
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import weakref
 
 from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
@@ -51,6 +53,22 @@ def _step_kwargs(scheduler, generator) -> dict:
     return kwargs
 
 
+COMPILE_MODES = {"off": None, "compile": "default", "compile+cudagraphs": "reduce-overhead"}
+_compiled: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # denoiser -> {mode: compiled module}
+
+
+def compiled(model, mode: str):
+    """The model with its denoiser wrapped in torch.compile (compiled once per module and mode)."""
+    if COMPILE_MODES[mode] is None:
+        return model
+    import torch
+
+    per_module = _compiled.setdefault(model.denoiser, {})
+    if mode not in per_module:
+        per_module[mode] = torch.compile(model.denoiser, mode=COMPILE_MODES[mode])
+    return dataclasses.replace(model, denoiser=per_module[mode])
+
+
 def latent_preview(latents):
     """A cheap look at the first picture of the batch: three latent channels stretched to [0, 1]."""
     x = latents[:1, :3].float()
@@ -80,10 +98,12 @@ def latent_preview(latents):
         Param("start_step", T.INT, 0, min=0, max=1000,
               description="continue a latent another Sampler stopped at this step (no noise is added)"),
         Param("end_step", T.INT, -1, min=-1, max=1000, description="stop here and keep the leftover noise; -1: all"),
+        Param("compile", T.ENUM, "off", choices=tuple(COMPILE_MODES),
+              description="torch.compile the denoiser (the first run compiles; CUDA graphs on a GPU)"),
     ],
     outputs=[Output("latent", T.LATENT)],
 )
-def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoise, start_step, end_step):
+def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoise, start_step, end_step, compile):
     """Denoise a latent with a model and its conditioning, reporting progress and a preview every step."""
     import torch
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
@@ -138,6 +158,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     extra = _step_kwargs(sched, generator)
     total = len(timesteps)
     activate(model.denoiser, model.loras)
+    runner = compiled(model, compile)
     controls = _prepare_controls(conditioning.controls, latent, batch, guided, device, dtype)
     with torch.inference_mode():
         for i, t in enumerate(timesteps):
@@ -148,7 +169,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
                 x = torch.cat([x, torch.cat([extra_in] * 2) if guided else extra_in], dim=1)
             active = [(module, image, strength) for module, image, strength, control in controls
                       if control.start <= i / total and (i + 1) / total <= control.end]  # diffusers' keep
-            prediction = family.predict(model, x, t, embeds, active)
+            prediction = family.predict(runner, x, t, embeds, active)
             if guided:
                 uncond, text = prediction.chunk(2)
                 prediction = uncond + cfg * (text - uncond)
@@ -158,7 +179,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
                 if i < total - 1:
                     known = family.noised(sched, init, noise, timesteps[i + 1: i + 2])
                 latents = (1 - mask) * known + mask * latents
-            ctx.progress((i + 1) / total, preview=latent_preview(latents))
+            ctx.progress((i + 1) / total, preview=lambda: latent_preview(latents))
     meta = {k: v for k, v in latent.meta.items() if k != "empty"}
     return {"latent": Latent(latents, latent.channels, latent.mask, latent.masked, latent.source_image,
                              latent.source_mask, meta)}
