@@ -20,7 +20,10 @@ MODEL_HINT = "model"  # the editor offers files.list_models() for this parameter
 
 
 def _identity(params, ctx):
-    return files.identity(params["model"], ctx)
+    ident = files.identity(params["model"], ctx)
+    if params.get("config"):
+        ident["config"] = files.identity(params["config"], ctx)
+    return ident
 
 
 @node(
@@ -31,28 +34,36 @@ def _identity(params, ctx):
         Param("model", T.STRING, "", hint=MODEL_HINT,
               description="a diffusers pipeline folder: a path, a name in the model folders, or hf:org/name"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES, description="auto: float16 on a GPU, float32 on the CPU"),
+        Param("config", T.STRING, "", hint="model",
+              description="single files only: a diffusers folder whose configs to use instead of the shipped ones"),
     ],
     outputs=[Output("model", T.MODEL), Output("text_encoder", T.TEXT_ENCODER), Output("vae", T.VAE)],
     identity=_identity,
 )
-def load_checkpoint(ctx, model, dtype):
-    """Load a whole pipeline and split it into its denoiser, text encoder(s) and VAE."""
+def load_checkpoint(ctx, model, dtype, config):
+    """Load a whole pipeline (a diffusers folder or a single .safetensors file) and split it into its
+    denoiser, text encoder(s) and VAE."""
     from diffusers import DiffusionPipeline
 
+    from . import _single_file
+
     path = files.resolve(model, ctx)
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise NodeUserError(f"{path} is not a diffusers pipeline folder (it has no model_index.json)")
-    try:
-        class_name = json.loads(index.read_text())["_class_name"]
-    except (ValueError, KeyError) as e:
-        raise NodeUserError(f"{index}: unreadable ({e})") from None
-    family = family_of_pipeline(class_name, str(path))
     torch_dtype = files.torch_dtype(dtype, ctx.device)
-    try:
-        pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise NodeUserError(f"cannot load {path}: {e}") from None
+    if path.is_file():
+        pipe = _single_file.load(path, files.resolve(config, ctx) if config else None, torch_dtype)
+    else:
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise NodeUserError(f"{path} is not a diffusers pipeline folder (it has no model_index.json)")
+        try:
+            json.loads(index.read_text())["_class_name"]
+        except (ValueError, KeyError) as e:
+            raise NodeUserError(f"{index}: unreadable ({e})") from None
+        try:
+            pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise NodeUserError(f"cannot load {path}: {e}") from None
+    family = family_of_pipeline(type(pipe).__name__, str(path))
     pipe.to(ctx.device)
     components = pipe.components
     denoiser = components.get("unet") or components.get("transformer")
