@@ -81,6 +81,7 @@ def _parse_set(text: str) -> tuple[str, str, object]:
 
 def _cmd_run(args) -> int:
     import nodegraph
+    from nodegraph import models
 
     try:
         workflow = nodegraph.load(args.workflow)
@@ -89,6 +90,12 @@ def _cmd_run(args) -> int:
             if node_id not in workflow.nodes:
                 raise nodegraph.NodegraphError(f"--set {text!r}: no node with id {node_id!r}")
             workflow.set_param(node_id, param, value)
+        missing, notes = models.check(workflow)
+        for note in notes:
+            print(note, file=sys.stderr)
+        if missing:
+            raise nodegraph.WorkflowInvalid(missing)
+        models.record(workflow)  # written into the workflow each saved PNG embeds
         engine = nodegraph.Engine(device=args.device)
         engine.torch_device  # a bad --device is reported before anything runs
     except nodegraph.WorkflowInvalid as e:
@@ -173,7 +180,12 @@ def _cmd_validate(args) -> int:
             print(json.dumps({"ok": False, "problems": [{"message": str(e)}]}, indent=2))
         _err(str(e))
         return 1
-    problems = workflow.problems
+    from nodegraph import models
+
+    missing, notes = models.check(workflow, relink=False)
+    problems = workflow.problems + missing
+    for note in notes:
+        print(note, file=sys.stderr)
     if args.json:
         listed = [{"node": p.node, "port": p.port, "message": p.message} for p in problems]
         print(json.dumps({"ok": not problems, "problems": listed}, indent=2))

@@ -7,41 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nodegraph import NodeUserError
+from nodegraph import NodeUserError, models
 from nodegraph.settings import model_folders
-
-HF_PREFIX = "hf:"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 def resolve(ref: str, ctx) -> Path:
     """A model reference -> a local path: ``hf:org/name``, a path (relative to the workflow), or a name."""
-    ref = ref.strip()
-    if not ref:
-        raise NodeUserError("no model chosen: set 'model'")
-    if ref.startswith(HF_PREFIX):
-        return _from_hf_cache(ref[len(HF_PREFIX):])
-    path = ctx.input_path(ref)
-    if path.exists():
-        return path
-    searched = model_folders()
-    for folder in searched:
-        if (folder / ref).exists():
-            return folder / ref
-    where = ", ".join(str(f) for f in searched) or "no model folders configured"
-    raise NodeUserError(f"model {ref!r} not found (looked at {path} and in: {where})")
-
-
-def _from_hf_cache(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError):
-        raise NodeUserError(f"{repo_id!r} is not in the Hugging Face cache (nothing is downloaded here)") from None
-    except HFValidationError as e:
-        raise NodeUserError(f"{repo_id!r} is not a Hugging Face repo id: {e}") from None
+        return models.resolve(ref, ctx.input_path("."))
+    except models.ModelNotFound as e:
+        raise NodeUserError(str(e).replace("no model chosen", "no model chosen: set 'model'")) from None
 
 
 def identity(ref: str, ctx) -> dict:
@@ -80,4 +56,3 @@ def torch_dtype(name: str, device):
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-__all__ = ["HF_PREFIX", "identity", "list_models", "resolve", "torch_dtype"]

@@ -16,7 +16,7 @@ from ._diffusion_types import DiffusionModel, TextEncoders, Vae
 from ._families import family_of_pipeline
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-MODEL_HINT = "model"  # the editor offers files.list_models() for this parameter
+from nodegraph.models import MODEL_HINT  # noqa: E402  (the editor offers files.list_models() for these)
 
 
 def _identity(params, ctx):
