@@ -36,23 +36,31 @@ def empty_latent(ctx, vae, width, height, batch_size):
 
 @contextmanager
 def _tiling(vae, tiled: bool, tile_size: int):
-    """Turn diffusers' tiled encode/decode on for one call (the module is shared through the cache)."""
+    """Turn diffusers' tiled encode/decode on for one call; the module is shared through the cache, so its
+    own tiling settings are put back afterwards. Tiles overlap by a quarter, as AutoencoderKL's do."""
     module = vae.module
     if not tiled:
         yield
         return
     if vae.kind == "dc":
-        module.enable_tiling(tile_sample_min_height=tile_size, tile_sample_min_width=tile_size)
+        names = ("tile_sample_min_height", "tile_sample_min_width", "tile_sample_stride_height",
+                 "tile_sample_stride_width", "tile_latent_min_height", "tile_latent_min_width")
+        f = module.spatial_compression_ratio
+        stride = max(f, (tile_size * 3 // 4) // f * f)
+        saved = {n: getattr(module, n) for n in names}
+        module.enable_tiling(tile_sample_min_height=tile_size, tile_sample_min_width=tile_size,
+                             tile_sample_stride_height=stride, tile_sample_stride_width=stride)
     else:
-        saved = module.tile_sample_min_size, module.tile_latent_min_size
+        names = ("tile_sample_min_size", "tile_latent_min_size")
+        saved = {n: getattr(module, n) for n in names}
         module.tile_sample_min_size, module.tile_latent_min_size = tile_size, tile_size // vae.downscale
         module.enable_tiling()
     try:
         yield
     finally:
         module.disable_tiling()
-        if vae.kind != "dc":
-            module.tile_sample_min_size, module.tile_latent_min_size = saved
+        for name, value in saved.items():
+            setattr(module, name, value)
 
 
 def encode(vae, image, tiled=False, tile_size=512):

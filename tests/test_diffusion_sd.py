@@ -278,3 +278,28 @@ def test_a_swapped_vae_decodes_and_an_inpainting_model_needs_an_inpaint_latent(s
     assert image.shape == (1, 3, 32, 32)
     with pytest.raises(nodegraph.NodeFailed, match="inpainting model \\(9 input channels\\): feed it an Inpaint Encode"):
         nodegraph.Engine(device="cpu").run(txt2img(sd_inpaint_folder), targets=["sampler"])
+
+
+@pytest.mark.parametrize("kind", ["kl", "dc"])
+def test_tiled_decode_and_encode_match_the_whole_picture(kind, tmp_path):
+    import tiny_models as tm
+    from nodes.latent import encode
+    from nodes.models import make_vae
+
+    vae = make_vae(tm.kl_vae(1) if kind == "kl" else tm.dc_vae(1))
+    image = torch.rand(1, 3, 128, 128)
+    whole = encode(vae, image)
+    tiled = encode(vae, image, tiled=True, tile_size=64)
+    assert whole.shape == tiled.shape == (1, 4, 64, 64)
+    from nodes._diffusion_types import Latent
+    from nodes.latent import vae_decode
+
+    class Ctx:
+        device = torch.device("cpu")
+
+    latent = Latent(whole, 4)
+    a = vae_decode(Ctx(), vae, latent, False, 512)["image"]
+    b = vae_decode(Ctx(), vae, latent, True, 64)["image"]
+    assert a.shape == b.shape == (1, 3, 128, 128)
+    assert (a - b).abs().mean() < 0.05  # tiles blend at their seams; the picture is the same
+    assert vae.module.use_tiling is False  # the shared module is left as it was
