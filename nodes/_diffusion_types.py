@@ -70,6 +70,7 @@ class Control:
     strength: float
     start: float
     end: float
+    vae: Any = None  # SD3 and Flux ControlNets take the control picture as latents
 
 
 @dataclass(eq=False)

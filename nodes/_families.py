@@ -244,9 +244,20 @@ class StableDiffusion3(FlowMatching):
                             {"prompt_embeds": negative_embeds, "pooled_projections": negative_pooled}, prompt)
 
     def predict(self, model, x, t, embeds, controls=()):
+        timestep = t.expand(x.shape[0])
+        blocks = None
+        for module, image, scale in controls:  # several SD3 ControlNets add up, as SD3MultiControlNetModel does
+            pooled = embeds["pooled_projections"]
+            if module.config.force_zeros_for_pooled_projection:
+                pooled = pooled.new_zeros(pooled.shape)
+            text = embeds["prompt_embeds"] if module.config.joint_attention_dim is not None else None
+            samples = module(hidden_states=x, timestep=timestep, encoder_hidden_states=text, pooled_projections=pooled,
+                             controlnet_cond=image, conditioning_scale=scale, return_dict=False)[0]
+            blocks = samples if blocks is None else [a + b for a, b in zip(blocks, samples)]
         return model.denoiser(
-            hidden_states=x, timestep=t.expand(x.shape[0]), encoder_hidden_states=embeds["prompt_embeds"],
-            pooled_projections=embeds["pooled_projections"], return_dict=False,
+            hidden_states=x, timestep=timestep, encoder_hidden_states=embeds["prompt_embeds"],
+            pooled_projections=embeds["pooled_projections"], block_controlnet_hidden_states=blocks,
+            return_dict=False,
         )[0]
 
 
@@ -306,10 +317,21 @@ class Flux(FlowMatching):
         image_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
         text = embeds["prompt_embeds"]
         text_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=text.dtype)
+        timestep = t.expand(b).to(x.dtype) / 1000
+        blocks = singles = None
+        for module, image, scale in controls:  # Flux ControlNets add up, as FluxMultiControlNetModel does
+            cond = FluxPipeline._pack_latents(image, *image.shape)
+            guidance = embeds.get("guidance") if module.config.guidance_embeds else None
+            d, s = module(hidden_states=packed, controlnet_cond=cond, conditioning_scale=scale, timestep=timestep,
+                          guidance=guidance, pooled_projections=embeds["pooled_projections"],
+                          encoder_hidden_states=text, txt_ids=text_ids, img_ids=image_ids, return_dict=False)
+            blocks = d if blocks is None else [a + c for a, c in zip(blocks, d)]
+            singles = s if singles is None else [a + c for a, c in zip(singles, s)]
         out = model.denoiser(
-            hidden_states=packed, timestep=t.expand(b).to(x.dtype) / 1000, guidance=embeds.get("guidance"),
+            hidden_states=packed, timestep=timestep, guidance=embeds.get("guidance"),
             pooled_projections=embeds["pooled_projections"], encoder_hidden_states=text, txt_ids=text_ids,
-            img_ids=image_ids, return_dict=False,
+            img_ids=image_ids, controlnet_block_samples=blocks, controlnet_single_block_samples=singles,
+            return_dict=False,
         )[0]
         return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 

@@ -13,7 +13,10 @@ from ._diffusion_types import Control, ControlNet
 # Which model families each diffusers ControlNet class steers.
 CONTROLNET_CLASSES = {
     "ControlNetModel": ("sd", "sdxl"),
+    "SD3ControlNetModel": ("sd3",),
+    "FluxControlNetModel": ("flux",),
 }
+LATENT_CONTROL = {"SD3ControlNetModel", "FluxControlNetModel"}  # they see the control picture through the VAE
 
 
 @node(
@@ -54,6 +57,7 @@ def load_controlnet(ctx, model, dtype):
         Input("conditioning", T.CONDITIONING),
         Input("controlnet", T.CONTROLNET),
         Input("image", T.IMAGE, description="the control picture (edges, depth, pose, ...)"),
+        Input("vae", T.VAE, optional=True, description="SD3 and Flux ControlNets: the model's VAE"),
     ],
     params=[
         Param("strength", T.FLOAT, 1.0, min=0.0, max=2.0, step=0.05),
@@ -62,9 +66,11 @@ def load_controlnet(ctx, model, dtype):
     ],
     outputs=[Output("conditioning", T.CONDITIONING)],
 )
-def apply_controlnet(ctx, conditioning, controlnet, image, strength, start, end):
+def apply_controlnet(ctx, conditioning, controlnet, image, strength, start, end, vae):
     """Steer sampling with a control picture; chain several Apply nodes to combine ControlNets."""
     if start >= end:
         raise NodeUserError(f"start ({start}) must be before end ({end})")
-    control = Control(controlnet, image, strength, start, end)
+    if type(controlnet.module).__name__ in LATENT_CONTROL and vae is None:
+        raise NodeUserError("this ControlNet reads the control picture as latents: connect the model's VAE to 'vae'")
+    control = Control(controlnet, image, strength, start, end, vae)
     return {"conditioning": dataclasses.replace(conditioning, controls=conditioning.controls + (control,))}

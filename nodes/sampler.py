@@ -186,23 +186,39 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
 
 
 def _prepare_controls(applied, latent, batch: int, guided: bool, device, dtype) -> list:
-    """Each ControlNet's picture sized, batched and doubled for guidance, with the steps it acts on
-    (diffusers' controlnet_keep), ready for the loop."""
+    """Each ControlNet's picture sized, batched and doubled for guidance (and, for SD3 and Flux nets,
+    encoded by the VAE), as diffusers' ControlNet pipelines prepare it."""
     import torch
     from diffusers.image_processor import VaeImageProcessor
 
     if not applied:
         return []
     height, width = latent.meta["pixel_size"]
-    processor = VaeImageProcessor(do_convert_rgb=True, do_normalize=False)
     prepared = []
     for control in applied:
+        to_latents = control.vae is not None
+        processor = VaeImageProcessor(do_convert_rgb=True, do_normalize=to_latents)  # [-1, 1] for the VAE
         image = processor.preprocess(control.image.float().cpu(), height=height, width=width).to(torch.float32)
         image = image.repeat_interleave(batch if image.shape[0] == 1 else 1, dim=0).to(device=device, dtype=dtype)
         if guided:
             image = torch.cat([image] * 2)
+        if to_latents:
+            image = _control_latents(control, image)
         prepared.append((control.net.module, image, control.strength, control))
     return prepared
+
+
+def _control_latents(control, image):
+    """The control picture as scaled latents (the distribution's mean: the same picture, the same latents)."""
+    import torch
+
+    vae = control.vae
+    module = control.net.module
+    shift = 0.0 if getattr(module.config, "force_zeros_for_pooled_projection", False) else vae.shift_factor
+    with torch.inference_mode():
+        out = vae.module.encode(image.to(device=vae.module.device, dtype=vae.module.dtype))
+    raw = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latent
+    return ((raw - shift) * vae.scaling_factor).to(device=image.device, dtype=image.dtype)
 
 
 def _batch_embeds(positives: dict, negatives: dict, batch: int, guided: bool) -> dict:

@@ -87,3 +87,55 @@ def test_a_controlnet_for_another_family_is_refused_in_words(sd3_folder_or_skip=
     with pytest.raises(nodegraph.NodeUserError, match="the ControlNet /models/canny is for Stable Diffusion 1.x/2.x or "
                                                        "Stable Diffusion XL models, not Stable Diffusion 3"):
         FAMILIES["sd3"].check(DiffusionModel("sd3", None, {}, "x"), cond)
+
+
+from test_diffusion_families import flux_folder, sd3_folder  # noqa: E402,F401 (fixtures)
+
+
+def with_latent_control(model, net, tmp_path, strength=0.8, end=1.0):
+    wf = with_controls(model, [net], tmp_path, [(strength, 0.0, end)])
+    wf.connect("ckpt", "vae", "apply0", "vae")
+    return wf
+
+
+def test_sd3_controlnet_equals_the_diffusers_pipeline(sd3_folder, tmp_path):  # noqa: F811
+    from diffusers import SD3ControlNetModel, StableDiffusion3ControlNetPipeline, StableDiffusion3Pipeline
+
+    net = tiny_models.sd3_controlnet(tmp_path / "cn", seed=40)
+    result = nodegraph.Engine(device="cpu").run(with_latent_control(sd3_folder, net, tmp_path, 0.8, 0.8),
+                                                targets=["decode"])
+    base = StableDiffusion3Pipeline.from_pretrained(sd3_folder, local_files_only=True)
+    pipe = StableDiffusion3ControlNetPipeline(**base.components,
+                                              controlnet=SD3ControlNetModel.from_pretrained(net, local_files_only=True))
+    theirs = pipe(PROMPT, control_image=Image.open(tmp_path / "hint0.png"), negative_prompt=NEGATIVE,
+                  num_inference_steps=6, guidance_scale=5.0, height=32, width=32, controlnet_conditioning_scale=0.8,
+                  control_guidance_end=0.8, generator=torch.Generator("cpu").manual_seed(7), output_type="pt").images
+    ours = result.outputs["decode"]["image"]
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    plain = nodegraph.Engine(device="cpu").run(txt2img(sd3_folder, steps=6), targets=["decode"])
+    assert not torch.allclose(ours, plain.outputs["decode"]["image"], atol=1e-3)
+
+
+def test_flux_controlnet_equals_the_diffusers_pipeline(flux_folder, tmp_path):  # noqa: F811
+    from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxPipeline
+    from diffusers.utils.torch_utils import randn_tensor
+
+    net = tiny_models.flux_controlnet(tmp_path / "cn", seed=50)
+    wf = with_latent_control(flux_folder, net, tmp_path, 0.9)
+    wf.set_param("sampler", "cfg", 3.5)
+    result = nodegraph.Engine(device="cpu").run(wf, targets=["decode"])
+    base = FluxPipeline.from_pretrained(flux_folder, local_files_only=True)
+    pipe = FluxControlNetPipeline(**base.components,
+                                  controlnet=FluxControlNetModel.from_pretrained(net, local_files_only=True))
+    noise = randn_tensor((1, 4, 16, 16), generator=torch.Generator("cpu").manual_seed(7))  # our Sampler's first draw
+    theirs = pipe(PROMPT, control_image=Image.open(tmp_path / "hint0.png"), num_inference_steps=6, guidance_scale=3.5,
+                  height=32, width=32, controlnet_conditioning_scale=0.9, latents=FluxPipeline._pack_latents(noise, 1, 4, 16, 16),
+                  generator=torch.Generator("cpu").manual_seed(7), output_type="pt").images
+    torch.testing.assert_close(result.outputs["decode"]["image"], theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_an_sd3_controlnet_without_the_vae_is_refused_in_words(sd3_folder, tmp_path):  # noqa: F811
+    net = tiny_models.sd3_controlnet(tmp_path / "cn", seed=40)
+    with pytest.raises(nodegraph.NodeFailed, match="reads the control picture as latents: connect the model's VAE"):
+        nodegraph.Engine(device="cpu").run(with_controls(sd3_folder, [net], tmp_path, [(1.0, 0.0, 1.0)]),
+                                           targets=["decode"])

@@ -79,9 +79,13 @@ def kl_vae(seed: int, latent_channels: int = 4, **config):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=latent_channels,
-                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                         norm_num_groups=4, sample_size=16, **config).eval()
+    vae = AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=latent_channels,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=4, sample_size=16, **config).eval()
+    with torch.no_grad():  # a posterior with (almost) no variance: diffusers' sampled latents equal the mean we use
+        vae.quant_conv.weight[latent_channels:] = 0
+        vae.quant_conv.bias[latent_channels:] = -30.0
+    return vae
 
 
 def sd_pipeline(folder: Path, seed: int = 0, inpaint: bool = False, prediction_type: str = "epsilon") -> Path:
@@ -165,7 +169,7 @@ def sd3_pipeline(folder: Path, seed: int = 0) -> Path:
     write_clip_tokenizer(folder / "_tok")
     write_t5_tokenizer(folder / "_t5")
     torch.manual_seed(seed + 3)
-    transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=4, num_layers=2, attention_head_dim=8,
                                         num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
                                         pooled_projection_dim=64, out_channels=4).eval()
     tokenizer = CLIPTokenizer.from_pretrained(folder / "_tok")
@@ -266,9 +270,37 @@ def controlnet(folder: Path, seed: int = 0, cross_attention_dim: int = 32, sdxl:
                           cross_attention_dim=64 if sdxl else cross_attention_dim,
                           conditioning_embedding_out_channels=(4, 8), norm_num_groups=4,
                           **({"attention_head_dim": 2} | extra)).eval()
+    _randomise_zero_layers(net)
+    net.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _randomise_zero_layers(net) -> None:
     with torch.no_grad():  # ControlNets start with zero output layers; give them weights, as training would
         for p in net.parameters():
             if not p.any():
                 p.normal_(std=0.3)
+
+
+def sd3_controlnet(folder: Path, seed: int = 0) -> Path:
+    from diffusers import SD3ControlNetModel
+
+    torch.manual_seed(seed)
+    net = SD3ControlNetModel(sample_size=16, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+                             num_attention_heads=4, joint_attention_dim=32, caption_projection_dim=32,
+                             pooled_projection_dim=64, out_channels=4).eval()
+    _randomise_zero_layers(net)
+    net.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def flux_controlnet(folder: Path, seed: int = 0) -> Path:
+    from diffusers import FluxControlNetModel
+
+    torch.manual_seed(seed)
+    net = FluxControlNetModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                              num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                              axes_dims_rope=[4, 4, 8], guidance_embeds=True).eval()
+    _randomise_zero_layers(net)
     net.save_pretrained(folder, safe_serialization=True)
     return folder
