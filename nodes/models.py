@@ -131,3 +131,99 @@ def load_vae(ctx, model, dtype):
     except (OSError, ValueError) as e:
         raise NodeUserError(f"cannot load {path}: {e}") from None
     return {"vae": make_vae(module.to(ctx.device))}
+
+
+DENOISER_CLASSES = {  # a bare component folder's class -> family (UNets are told apart by their config)
+    "SD3Transformer2DModel": "sd3",
+    "FluxTransformer2DModel": "flux",
+    "SanaTransformer2DModel": "sana",
+}
+DEFAULT_SCHEDULERS = {  # the scheduler a family's pipelines usually ship, for a bare UNet or transformer
+    "sd": {"_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+           "beta_schedule": "scaled_linear", "steps_offset": 1, "timestep_spacing": "leading"},
+    "sdxl": {"_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+             "beta_schedule": "scaled_linear", "steps_offset": 1, "timestep_spacing": "leading"},
+    "sd3": {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0},
+    "flux": {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0, "use_dynamic_shifting": True,
+             "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256, "max_image_seq_len": 4096},
+    "sana": {"_class_name": "DPMSolverMultistepScheduler", "flow_shift": 3.0, "use_flow_sigmas": True,
+             "prediction_type": "flow_prediction"},
+}
+
+
+def _pipeline_parts(path, wanted: set[str], torch_dtype):
+    """Load only some components of a pipeline folder (the others are passed as None, so never read)."""
+    from diffusers import DiffusionPipeline
+
+    index = json.loads((path / "model_index.json").read_text())
+    skip = {k: None for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and k not in wanted}
+    try:
+        return DiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True, **skip)
+    except (OSError, ValueError, TypeError) as e:
+        raise NodeUserError(f"cannot load {path}: {e}") from None
+
+
+@node(
+    "model.denoiser",
+    title="Load Diffusion Model",
+    category="generate/models",
+    params=[
+        Param("model", T.STRING, "", hint=MODEL_HINT,
+              description="a UNet or transformer folder (config.json and weights), or a pipeline folder"),
+        Param("dtype", T.ENUM, "auto", choices=DTYPES),
+    ],
+    outputs=[Output("model", T.MODEL)],
+    identity=_identity,
+)
+def load_denoiser(ctx, model, dtype):
+    """Load only the UNet or transformer, e.g. a fine-tune shared without the rest of its pipeline."""
+    import diffusers
+
+    path = files.resolve(model, ctx)
+    torch_dtype = files.torch_dtype(dtype, ctx.device)
+    if (path / "model_index.json").is_file():
+        pipe = _pipeline_parts(path, {"unet", "transformer", "scheduler"}, torch_dtype)
+        family = family_of_pipeline(type(pipe).__name__, str(path))
+        denoiser = pipe.components.get("unet") or pipe.components.get("transformer")
+        return {"model": DiffusionModel(family.id, denoiser.to(ctx.device).eval(), scheduler_config(pipe.scheduler),
+                                        str(path))}
+    try:
+        config = json.loads((path / "config.json").read_text())
+        class_name = config["_class_name"]
+    except (OSError, ValueError, KeyError):
+        raise NodeUserError(f"{path} is neither a pipeline nor a model folder (no config.json naming its class)") from None
+    if class_name == "UNet2DConditionModel":
+        family = "sdxl" if config.get("addition_embed_type") == "text_time" else "sd"
+    elif class_name in DENOISER_CLASSES:
+        family = DENOISER_CLASSES[class_name]
+    else:
+        raise NodeUserError(f"{path} holds a {class_name}, not a UNet or transformer this program can sample with")
+    try:
+        module = getattr(diffusers, class_name).from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise NodeUserError(f"cannot load {path}: {e}") from None
+    return {"model": DiffusionModel(family, module.to(ctx.device).eval(), dict(DEFAULT_SCHEDULERS[family]), str(path))}
+
+
+@node(
+    "model.text_encoder",
+    title="Load Text Encoder",
+    category="generate/models",
+    params=[
+        Param("model", T.STRING, "", hint=MODEL_HINT, description="a pipeline folder whose text encoder(s) to load"),
+        Param("dtype", T.ENUM, "auto", choices=DTYPES),
+    ],
+    outputs=[Output("text_encoder", T.TEXT_ENCODER)],
+    identity=_identity,
+)
+def load_text_encoder(ctx, model, dtype):
+    """Load only a pipeline's text encoder(s) and tokenizer(s), e.g. to pair them with another denoiser."""
+    path = files.resolve(model, ctx)
+    if not (path / "model_index.json").is_file():
+        raise NodeUserError(f"{path} is not a pipeline folder: text encoders load with their tokenizers from one")
+    index = json.loads((path / "model_index.json").read_text())
+    family = family_of_pipeline(index.get("_class_name", "?"), str(path))
+    pipe = _pipeline_parts(path, set(family.text_components), files.torch_dtype(dtype, ctx.device))
+    pipe.to(ctx.device)
+    text = {k: pipe.components[k] for k in family.text_components}
+    return {"text_encoder": TextEncoders(family.id, text, str(path), _pipeline_options(pipe))}

@@ -303,3 +303,22 @@ def test_tiled_decode_and_encode_match_the_whole_picture(kind, tmp_path):
     assert a.shape == b.shape == (1, 3, 128, 128)
     assert (a - b).abs().mean() < 0.05  # tiles blend at their seams; the picture is the same
     assert vae.module.use_tiling is False  # the shared module is left as it was
+
+
+def test_components_load_on_their_own_and_draw_the_same_picture(sd_folder):
+    whole = nodegraph.Engine(device="cpu").run(txt2img(sd_folder), targets=["decode"]).outputs["decode"]["image"]
+    for denoiser in (str(sd_folder), str(sd_folder / "unet")):  # from the pipeline folder, or the UNet's own
+        wf = txt2img(sd_folder)
+        wf.add_node("model.denoiser", "unet", params={"model": denoiser})
+        wf.add_node("model.text_encoder", "clip", params={"model": str(sd_folder)})
+        wf.connect("unet", "model", "sampler", "model")
+        wf.connect("clip", "text_encoder", "text", "text_encoder")
+        wf.set_param("sampler", "scheduler", "euler")  # a bare UNet gets the family's usual (Euler) settings
+        result = nodegraph.Engine(device="cpu").run(wf, targets=["decode"])
+        reference = nodegraph.Engine(device="cpu").run(txt2img(sd_folder, scheduler="euler"), targets=["decode"])
+        torch.testing.assert_close(result.outputs["decode"]["image"], reference.outputs["decode"]["image"])
+        assert result.outputs["unet"]["model"].family == "sd"
+    assert whole.shape == (1, 3, 32, 32)
+    with pytest.raises(nodegraph.NodeFailed, match="holds a AutoencoderKL, not a UNet or transformer"):
+        wf.set_param("unet", "model", str(sd_folder / "vae"))
+        nodegraph.Engine(device="cpu").run(wf, targets=["sampler"])
