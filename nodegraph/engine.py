@@ -315,6 +315,8 @@ class Engine:
                 identity = node_type.identity(params, ctx) if node_type.identity else None
             except NodegraphError as e:
                 self._fail(run, node_id, str(e).removeprefix(f"node '{node_id}' "))
+            except OSError as e:  # its input files could not be looked at
+                self._fail(run, node_id, f"cannot read its input files: {e.strerror or e}", cause=e)
             key = _hash(
                 node.digest(),
                 "" if identity is None else json.dumps(identity, sort_keys=True, default=str),

@@ -19,6 +19,7 @@ class PortType(str, enum.Enum):
     TEXT_ENCODER = "TEXT_ENCODER"
     CONTROLNET = "CONTROLNET"
     EMBEDDING = "EMBEDDING"
+    IMAGE_ENCODER = "IMAGE_ENCODER"  # a loaded CLIP / SigLIP / DINOv2 image encoder (analyze stage, IP-Adapter)
     INT = "INT"
     FLOAT = "FLOAT"
     STRING = "STRING"

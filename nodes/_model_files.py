@@ -29,7 +29,10 @@ def identity(ref: str, ctx) -> dict:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
     stats = []
     for f in files:
-        st = f.stat()
+        try:
+            st = f.stat()
+        except FileNotFoundError:  # removed while we looked: it is not part of the model any more
+            continue
         stats.append((str(f.relative_to(path)) if f != path else f.name, st.st_size, st.st_mtime_ns))
     return {"path": str(path.resolve()), "files": stats}
 

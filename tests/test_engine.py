@@ -331,3 +331,22 @@ def test_connect_refuses_incompatible_types_and_cycles(wf):
         wf.connect("img", "value", "a1", "b")
     with pytest.raises(nodegraph.LinkError, match="cycle"):
         wf.connect("out", "value", "c1", "value")
+
+
+def test_an_identity_that_cannot_read_its_file_fails_the_node_in_words(engine):
+    from nodegraph import Output, Param, PortType as T, Registry, node
+
+    reg = Registry(discover=False)
+
+    def unreadable(params, ctx):
+        raise PermissionError(13, "Permission denied")
+
+    @node("test.reader", title="Reader", category="test", params=[Param("path", T.STRING, "x")],
+          outputs=[Output("value", T.INT)], output=True, identity=unreadable, registry=reg)
+    def reader(ctx, path):
+        return {"value": 1}
+
+    wf = nodegraph.Workflow(registry=reg)
+    wf.add_node("test.reader", "r")
+    with pytest.raises(nodegraph.NodeFailed, match="node 'r' failed: cannot read its input files: Permission denied"):
+        engine.run(wf)

@@ -27,6 +27,7 @@ BUILDERS = {
     "demo-flux": tiny_models.flux_pipeline,
     "demo-sana": tiny_models.sana_pipeline,
     "demo-controlnet-canny": tiny_models.controlnet,
+    "demo-clip": tiny_models.clip_image_encoder,
 }
 
 
@@ -65,10 +66,17 @@ def test_example_runs_and_writes_images(path, tmp_path, model_folder, monkeypatc
     assert code == 0, err
     report = json.loads(out)
     wf = nodegraph.load(small)
-    savers = [n for n in wf.nodes.values() if n.type == "image.save"]
+    savers = [n for n in wf.nodes.values() if n.type in ("image.save", "text.save")]
     batch = max([n.params["batch_size"] for n in wf.nodes.values() if n.type == "latent.empty"] or [1])
     assert len(report["files"]) >= len(savers)
-    for file in report["files"]:
+    for file in [f for f in report["files"] if f.endswith(".txt")]:  # text reports: the analyze example
+        text = open(file).read()
+        assert text.strip(), f"{file} is empty"
+        if "labels" in os.path.basename(file):
+            assert len(text.strip().splitlines()) == 4 and all(": 0." in l or ": 1.00" in l for l in text.splitlines())
+        else:
+            assert -1.0 <= float(text) <= 1.0
+    for file in [f for f in report["files"] if not f.endswith(".txt")]:
         with Image.open(file) as im:
             lo, hi = im.convert("L").getextrema()
             assert lo != hi, f"{file} is a flat picture"

@@ -304,3 +304,19 @@ def flux_controlnet(folder: Path, seed: int = 0) -> Path:
     _randomise_zero_layers(net)
     net.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def clip_image_encoder(folder: Path, seed: int = 0) -> Path:
+    """A CLIPModel folder (text and vision towers, image processor, tokenizer) for the analyze nodes."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=1024, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+                         **tower),
+        vision_config=dict(image_size=32, patch_size=8, **tower), projection_dim=16)
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    write_clip_tokenizer(folder)
+    return folder
