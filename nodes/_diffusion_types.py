@@ -74,6 +74,18 @@ class Control:
 
 
 @dataclass(eq=False)
+class IpAdapter:
+    """One applied IP-Adapter: its weights (diffusers' image_proj / ip_adapter layout), the reference
+    picture's embedding and the negative one, and its scale."""
+
+    state_dict: dict
+    embeds: Any
+    negative: Any
+    scale: float
+    source: str
+
+
+@dataclass(eq=False)
 class Conditioning:
     """CONDITIONING: encoded prompts, positive and negative, as the family's sampler inputs by name,
     plus the ControlNets applied to it (in order)."""
@@ -83,6 +95,7 @@ class Conditioning:
     negative: dict[str, Any]
     prompt: str = ""
     controls: tuple[Control, ...] = ()
+    ip_adapters: tuple[IpAdapter, ...] = ()
 
 
 @dataclass(eq=False)

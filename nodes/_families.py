@@ -141,6 +141,8 @@ class StableDiffusion(Family):
     def predict(self, model, x, t, embeds, controls=()):
         added = self.added_cond(embeds)
         down, mid = _unet_control_residuals(x, t, embeds, added, controls)
+        if "image_embeds" in embeds:  # an IP-Adapter is installed for this run
+            added = {**(added or {}), "image_embeds": embeds["image_embeds"]}
         return model.denoiser(
             x, t, encoder_hidden_states=embeds["prompt_embeds"], timestep_cond=embeds.get("timestep_cond"),
             added_cond_kwargs=added, down_block_additional_residuals=down, mid_block_additional_residual=mid,

@@ -16,6 +16,7 @@ from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
 from ._diffusion_types import Latent
 from ._families import FAMILIES
+from .ip_adapter import installed
 from .lora import activate
 
 SCHEDULERS = {
@@ -160,7 +161,10 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     activate(model.denoiser, model.loras)
     runner = compiled(model, compile)
     controls = _prepare_controls(conditioning.controls, latent, batch, guided, device, dtype)
-    with torch.inference_mode():
+    with torch.inference_mode(), installed(model.denoiser, conditioning.ip_adapters, batch, guided, device,
+                                          dtype) as image_embeds:
+        if image_embeds is not None:
+            embeds["image_embeds"] = image_embeds
         for i, t in enumerate(timesteps):
             x = torch.cat([latents] * 2) if guided else latents
             x = family.scale_input(sched, x, t)

@@ -320,3 +320,43 @@ def clip_image_encoder(folder: Path, seed: int = 0) -> Path:
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     write_clip_tokenizer(folder)
     return folder
+
+
+def clip_vision_encoder(folder: Path, seed: int = 0, projection: int = 16) -> Path:
+    """A CLIPVisionModelWithProjection folder with its image processor (IP-Adapter's image encoder)."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8, projection_dim=projection)
+    CLIPVisionModelWithProjection(config).save_pretrained(folder, safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def ip_adapter(path: Path, unet, image_embed_dim: int = 16, seed: int = 0) -> Path:
+    """An IP-Adapter file in diffusers' layout for ``unet``: an image projection to 4 tokens, and
+    to_k_ip / to_v_ip for every cross-attention layer (numbered 1, 3, 5, ... in processor order)."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    cad = unet.config.cross_attention_dim
+    state = {"image_proj.proj.weight": torch.randn(cad * 4, image_embed_dim, generator=g) * 0.3,
+             "image_proj.proj.bias": torch.zeros(cad * 4),
+             "image_proj.norm.weight": torch.ones(cad), "image_proj.norm.bias": torch.zeros(cad)}
+    key_id = 1
+    channels = unet.config.block_out_channels
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        for kind in ("to_k_ip", "to_v_ip"):
+            state[f"ip_adapter.{key_id}.{kind}.weight"] = torch.randn(hidden, cad, generator=g) * 0.3
+        key_id += 2
+    save_file(state, str(path))
+    return path
