@@ -18,6 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+_RELEASE_HOOKS: list = []
+
+
+def on_release(hook) -> None:
+    """Register a function the engine calls when the device runs out of memory, for node modules that
+    keep loaded objects of their own (outside the engine's cache) and can let them go."""
+    _RELEASE_HOOKS.append(hook)
+
+
+def run_release_hooks() -> None:
+    for hook in list(_RELEASE_HOOKS):
+        hook()
+
+
 @dataclass
 class Entry:
     outputs: dict[str, Any]

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import networkx as nx
 
-from .cache import Cache, Entry, same_value
+from .cache import Cache, Entry, run_release_hooks, same_value
 from .errors import NodeFailed, NodegraphError, NodeUserError, ParamError, RunCancelled, WorkflowInvalid
 from .events import Event
 from .validate import validate
@@ -448,6 +448,7 @@ class Engine:
 
     def _free_device_memory(self) -> None:
         self.cache.release_device()
+        run_release_hooks()
         gc.collect()
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from nodegraph import cache
 from nodegraph import NodeUserError, Output, Param, PortType as T, node
 from nodegraph.imaging import from_pil, to_pil
 from nodegraph.node import Input
@@ -75,6 +76,14 @@ DETECTORS: dict[str, _Detector] = {
 _LOADED: dict[tuple, Any] = {}
 _MAX_LOADED = 4
 _LOCK = threading.RLock()  # guards _LOADED, numpy's global random state and moving a shared detector between devices
+
+
+def _forget_detectors() -> None:
+    with _LOCK:
+        _LOADED.clear()
+
+
+cache.on_release(_forget_detectors)  # the device ran out of memory: let the loaded detectors go too
 
 
 def _controlnet_aux():

@@ -350,3 +350,16 @@ def test_an_identity_that_cannot_read_its_file_fails_the_node_in_words(engine):
     wf.add_node("test.reader", "r")
     with pytest.raises(nodegraph.NodeFailed, match="node 'r' failed: cannot read its input files: Permission denied"):
         engine.run(wf)
+
+
+def test_out_of_memory_also_empties_caches_that_node_modules_keep(wf, engine):
+    from nodegraph import cache
+
+    released = []
+    cache.on_release(lambda: released.append(True))
+    wf.add_node("test.tensor", "t", params={"size": 8})
+    wf.add_node("test.oom", "o")
+    wf.connect("t", "value", "o", "x")
+    OOM_STATE["raise"] = 1
+    engine.run(wf, targets=["o"])
+    assert released == [True]
