@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true")
     val.set_defaults(func=_cmd_validate)
 
+    edit = sub.add_parser("edit", help="open the editor (needs the gui extra: pip install 'nodegraph[gui]')")
+    edit.add_argument("workflow", nargs="?", help="a workflow .json or a PNG this program saved")
+    edit.add_argument("--output-dir", default="output")
+    edit.add_argument("--device", default="auto")
+    edit.set_defaults(func=_cmd_edit)
+
     nodes = sub.add_parser("nodes", help="list the node types")
     nodes.add_argument("--json", action="store_true", help="full declarations as JSON")
     nodes.set_defaults(func=_cmd_nodes)
@@ -194,6 +200,15 @@ def _cmd_validate(args) -> int:
     else:
         print(f"{args.workflow}: ok ({len(workflow.nodes)} nodes, {len(workflow.links)} links)")
     return 1 if problems else 0
+
+
+def _cmd_edit(args) -> int:
+    try:
+        from gui.app import main as editor
+    except ImportError as e:
+        _err(f"the editor needs PySide6: pip install 'nodegraph[gui]' ({e})")
+        return 1
+    return editor(args.workflow, output_dir=args.output_dir, device=args.device)
 
 
 def _cmd_nodes(args) -> int:

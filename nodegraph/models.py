@@ -61,6 +61,23 @@ def _from_hf_cache(repo_id: str) -> Path:
         raise ModelNotFound(f"{repo_id!r} is not a Hugging Face repo id: {e}") from None
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+
+def available() -> list[str]:
+    """Model names in the configured folders (for pickers): model folders and weight files."""
+    names = []
+    for folder in model_folders():
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and ((entry / "model_index.json").exists() or (entry / "config.json").exists()):
+                names.append(entry.name)
+            elif entry.suffix in WEIGHT_SUFFIXES:
+                names.append(entry.name)
+    return list(dict.fromkeys(names))
+
+
 # ----- hashing, remembered by path, size and mtime ----------------------------------------------
 
 def _hash_cache_path() -> Path:

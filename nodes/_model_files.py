@@ -8,8 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from nodegraph import NodeUserError, models
-from nodegraph.settings import model_folders
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 def resolve(ref: str, ctx) -> Path:
@@ -39,16 +37,7 @@ def identity(ref: str, ctx) -> dict:
 
 def list_models() -> list[str]:
     """Names the loader's picker offers: diffusers folders and weight files in the model folders."""
-    names = []
-    for folder in model_folders():
-        if not folder.is_dir():
-            continue
-        for entry in sorted(folder.iterdir()):
-            if entry.is_dir() and ((entry / "model_index.json").exists() or (entry / "config.json").exists()):
-                names.append(entry.name)
-            elif entry.suffix in WEIGHT_SUFFIXES:
-                names.append(entry.name)
-    return list(dict.fromkeys(names))
+    return models.available()
 
 
 def torch_dtype(name: str, device):

@@ -1,0 +1,345 @@
+"""The node canvas, drawn directly on QGraphicsScene / QGraphicsView over the engine's Workflow.
+
+Every edit goes through the Workflow's own methods (``connect``, ``set_position``, ``remove_node``), so the
+rules (one link per input, compatible types, no cycles) live in one place: the engine. A refused link
+says why in the status bar. The scene mirrors the workflow; ``rebuild`` redraws it from the model.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene, QGraphicsView
+
+from nodegraph import LinkError, NodegraphError, compatible
+
+from . import theme
+
+NODE_WIDTH, TITLE_HEIGHT, ROW_HEIGHT, SOCKET_RADIUS = 210.0, 24.0, 20.0, 5.5
+
+
+class SocketItem(QGraphicsItem):
+    """A typed input, output or parameter socket on a node."""
+
+    def __init__(self, node: "NodeItem", name: str, type_name: str, output: bool, y: float, param: bool = False):
+        super().__init__(node)
+        self.node, self.name, self.type_name, self.output, self.param = node, name, type_name, output, param
+        self.dimmed = False
+        self.setPos(NODE_WIDTH if output else 0.0, y)
+        self.setAcceptHoverEvents(True)
+        self.setToolTip(f"{name}: {type_name}")
+
+    def boundingRect(self) -> QRectF:
+        r = SOCKET_RADIUS + 2
+        return QRectF(-r, -r, 2 * r, 2 * r)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        color = theme.port_color(self.type_name)
+        if self.dimmed:
+            color.setAlpha(50)
+        painter.setBrush(color)
+        painter.setPen(QPen(QColor("#111111"), 1))
+        r = SOCKET_RADIUS * (0.75 if self.param else 1.0)
+        painter.drawEllipse(QPointF(0, 0), r, r)
+
+    def anchor(self) -> QPointF:
+        return self.scenePos()
+
+
+class NodeItem(QGraphicsItem):
+    """A node: title bar coloured by category, inputs on the left, outputs on the right, parameters as
+    rows (each with a small socket, so a link can drive it), and its run state."""
+
+    def __init__(self, scene: "GraphScene", node, node_type):
+        super().__init__()
+        self.graph, self.node_id, self.node_type = scene, node.id, node_type
+        self.state, self.message, self.progress = "clean", "", None
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
+                      | QGraphicsItem.ItemSendsGeometryChanges)
+        self.inputs: dict[str, SocketItem] = {}
+        self.outputs: dict[str, SocketItem] = {}
+        y = TITLE_HEIGHT + ROW_HEIGHT / 2
+        for i, out in enumerate(node_type.outputs):
+            self.outputs[out.name] = SocketItem(self, out.name, str(out.type), True, y + i * ROW_HEIGHT)
+        for i, port in enumerate(node_type.inputs):
+            self.inputs[port.name] = SocketItem(self, port.name, str(port.type), False, y + i * ROW_HEIGHT)
+        first_param = y + max(len(node_type.inputs), len(node_type.outputs)) * ROW_HEIGHT
+        for i, param in enumerate(node_type.params):
+            self.inputs[param.name] = SocketItem(self, param.name, str(param.type), False,
+                                                 first_param + i * ROW_HEIGHT, param=True)
+        self.height = first_param + len(node_type.params) * ROW_HEIGHT - ROW_HEIGHT / 2 + 8
+        self.setPos(*node.position)
+        self.setZValue(1)
+
+    @property
+    def node(self):
+        return self.graph.workflow.nodes[self.node_id]
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-2, -2, NODE_WIDTH + 4, self.height + 4)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        node, selected = self.node, self.isSelected()
+        body = QRectF(0, 0, NODE_WIDTH, self.height)
+        painter.setPen(QPen(QColor("#f0c040") if selected else QColor(theme.STATE_COLORS[self.state]),
+                            2.5 if selected or self.state != "clean" else 1))
+        painter.setBrush(QColor(theme.NODE_BODY))
+        painter.drawRoundedRect(body, 6, 6)
+        title = QPainterPath()
+        title.addRoundedRect(QRectF(0, 0, NODE_WIDTH, TITLE_HEIGHT), 6, 6)
+        color = theme.category_color(self.node_type.category)
+        if node.mode != "active":
+            color = QColor("#555555") if node.mode == "muted" else QColor("#6e4a7a")
+        painter.fillPath(title, color)
+        painter.setPen(QColor(theme.TEXT))
+        bold = QFont()
+        bold.setBold(True)
+        painter.setFont(bold)
+        label = node.title or self.node_type.title
+        mode = {"muted": "  (muted)", "bypassed": "  (bypassed)"}.get(node.mode, "")
+        painter.drawText(QRectF(8, 0, NODE_WIDTH - 16, TITLE_HEIGHT), Qt.AlignVCenter, f"{label}{mode}")
+        painter.setFont(QFont())
+        if self.progress is not None and self.state == "running":
+            painter.fillRect(QRectF(0, TITLE_HEIGHT - 3, NODE_WIDTH * self.progress, 3), QColor("#4fc3f7"))
+        for sock in self.outputs.values():
+            painter.drawText(QRectF(8, sock.y() - ROW_HEIGHT / 2, NODE_WIDTH - 18, ROW_HEIGHT),
+                             Qt.AlignVCenter | Qt.AlignRight, sock.name)
+        linked = self.graph.linked_inputs(self.node_id)
+        for name, sock in self.inputs.items():
+            text = name
+            if sock.param and name not in linked:
+                text = f"{name}: {_short(node.params.get(name))}"
+            painter.setPen(QColor(theme.TEXT) if not sock.param else QColor("#b8b8b8"))
+            painter.drawText(QRectF(12, sock.y() - ROW_HEIGHT / 2, NODE_WIDTH - 24, ROW_HEIGHT),
+                             Qt.AlignVCenter | Qt.AlignLeft, text)
+
+    def set_state(self, state: str, message: str = "", progress: float | None = None) -> None:
+        self.state, self.message, self.progress = state, message, progress
+        tip = {"failed": f"failed: {message}", "running": "running", "cached": "served from the cache",
+               "dirty": "will run", "skipped": f"did not run: {message}"}.get(state, "")
+        if message and state in ("clean", "cached"):
+            tip = f"last ran because: {message}"
+        self.setToolTip(f"{self.node_id} ({self.node_type.id})" + (f"\n{tip}" if tip else ""))
+        self.update()
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.ItemPositionHasChanged:
+            self.graph.node_moved(self)
+        return super().itemChange(change, value)
+
+
+def _short(value) -> str:
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 22 else text[:21] + "…"
+
+
+class LinkItem(QGraphicsPathItem):
+    """A curved link coloured by the type it carries."""
+
+    def __init__(self, source: SocketItem, target: SocketItem | None = None):
+        super().__init__()
+        self.source, self.target = source, target
+        self.setPen(QPen(theme.port_color(source.type_name), 2.2))
+        self.setZValue(0)
+        self.update_path()
+
+    def update_path(self, end: QPointF | None = None) -> None:
+        start = self.source.anchor()
+        end = end if end is not None else self.target.anchor()
+        dx = max(abs(end.x() - start.x()) * 0.5, 40)
+        path = QPainterPath(start)
+        path.cubicTo(start + QPointF(dx, 0), end - QPointF(dx, 0), end)
+        self.setPath(path)
+
+
+class GraphScene(QGraphicsScene):
+    """The workflow drawn as items; edits made here go to the workflow, which stays the one truth."""
+
+    edited = Signal()  # the workflow changed (structure, parameters or layout)
+    message = Signal(str)  # a sentence for the status bar (a refused link, ...)
+
+    def __init__(self, workflow, parent=None):
+        super().__init__(parent)
+        self.setBackgroundBrush(QBrush(QColor(theme.BACKGROUND)))
+        self.workflow = workflow
+        self.nodes: dict[str, NodeItem] = {}
+        self.links: list[LinkItem] = []
+        self._drag: LinkItem | None = None
+        self.rebuild()
+
+    # ----- mirror the model ----------------------------------------------------------------------
+    def rebuild(self) -> None:
+        states = {k: (v.state, v.message) for k, v in self.nodes.items()}
+        self.clear()
+        self.nodes, self.links = {}, []
+        for node in self.workflow.nodes.values():
+            node_type = self.workflow.registry.get(node.type)
+            if node_type is None:
+                continue
+            item = NodeItem(self, node, node_type)
+            self.addItem(item)
+            self.nodes[node.id] = item
+            if node.id in states:
+                item.set_state(*states[node.id])
+        for link in self.workflow.links:
+            src, dst = self.nodes.get(link.source), self.nodes.get(link.target)
+            if src and dst and link.output in src.outputs and link.input in dst.inputs:
+                item = LinkItem(src.outputs[link.output], dst.inputs[link.input])
+                self.addItem(item)
+                self.links.append(item)
+
+    def linked_inputs(self, node_id: str) -> set[str]:
+        return {l.input for l in self.workflow.links if l.target == node_id}
+
+    def node_moved(self, item: NodeItem) -> None:
+        if item.node_id in self.workflow.nodes:
+            self.workflow.set_position(item.node_id, (item.x(), item.y()))  # layout only: nothing re-runs
+        for link in self.links:
+            if item in (link.source.node, link.target.node):
+                link.update_path()
+
+    def set_state(self, node_id: str, state: str, message: str = "", progress: float | None = None) -> None:
+        if node_id in self.nodes:
+            self.nodes[node_id].set_state(state, message, progress)
+
+    def selected_node_ids(self) -> list[str]:
+        return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
+
+    # ----- edits ---------------------------------------------------------------------------------
+    def add_node(self, type_id: str, position: QPointF) -> str:
+        node = self.workflow.add_node(type_id, position=(position.x(), position.y()))
+        self.rebuild()
+        self.nodes[node.id].setSelected(True)
+        self.edited.emit()
+        return node.id
+
+    def delete_selected(self) -> None:
+        ids = self.selected_node_ids()
+        for node_id in ids:
+            self.workflow.remove_node(node_id)
+        if ids:
+            self.rebuild()
+            self.edited.emit()
+
+    def connect_sockets(self, a: SocketItem, b: SocketItem) -> bool:
+        """Link two sockets (in either drag direction) through the workflow, or say why not."""
+        out, inp = (a, b) if a.output else (b, a)
+        if out.output == inp.output:
+            self.message.emit("connect an output to an input")
+            return False
+        try:
+            self.workflow.connect(out.node.node_id, out.name, inp.node.node_id, inp.name)
+        except (LinkError, NodegraphError) as e:
+            self.message.emit(str(e))
+            return False
+        self.rebuild()
+        self.edited.emit()
+        return True
+
+    # ----- dragging a new link -------------------------------------------------------------------
+    def _socket_at(self, pos: QPointF) -> SocketItem | None:
+        for item in self.items(pos):
+            if isinstance(item, SocketItem):
+                return item
+        return None
+
+    def mousePressEvent(self, event) -> None:
+        sock = self._socket_at(event.scenePos()) if event.button() == Qt.LeftButton else None
+        if sock is None:
+            return super().mousePressEvent(event)
+        if not sock.output and sock.name in self.linked_inputs(sock.node.node_id):
+            # grabbing a linked input detaches its link and re-routes it from the same output
+            link = next(l for l in self.workflow.links if l.target == sock.node.node_id and l.input == sock.name)
+            self.workflow.disconnect(link.target, link.input)
+            self.rebuild()
+            self.edited.emit()
+            sock = self.nodes[link.source].outputs[link.output]
+        self._drag = LinkItem(sock)
+        self._drag.update_path(event.scenePos())
+        self.addItem(self._drag)
+        for node in self.nodes.values():  # dim what cannot take this link
+            for other in [*node.inputs.values(), *node.outputs.values()]:
+                ok = other.output != sock.output and (
+                    compatible(_t(sock.type_name), _t(other.type_name)) if sock.output
+                    else compatible(_t(other.type_name), _t(sock.type_name)))
+                other.dimmed = not ok
+                other.update()
+        event.accept()
+
+    def mouseMoveEvent(self, event) -> None:
+        if self._drag is not None:
+            self._drag.update_path(event.scenePos())
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:
+        if self._drag is None:
+            return super().mouseReleaseEvent(event)
+        start, self._drag = self._drag.source, None
+        for node in self.nodes.values():
+            for other in [*node.inputs.values(), *node.outputs.values()]:
+                other.dimmed = False
+        target = self._socket_at(event.scenePos())
+        if target is not None and target is not start:
+            self.connect_sockets(start, target)
+        self.rebuild()
+        event.accept()
+
+
+def _t(name: str):
+    from nodegraph import PortType
+
+    return PortType(name)
+
+
+class GraphView(QGraphicsView):
+    """Zoom with the wheel, pan with the middle button, F or Home fits everything in view."""
+
+    def __init__(self, scene: GraphScene, parent=None):
+        super().__init__(scene, parent)
+        self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+        self.setDragMode(QGraphicsView.RubberBandDrag)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setViewportUpdateMode(QGraphicsView.SmartViewportUpdate)
+        self._pan = None
+
+    def wheelEvent(self, event) -> None:
+        factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
+        self.scale(factor, factor)
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.MiddleButton:
+            self._pan = event.position()
+            self.setCursor(Qt.ClosedHandCursor)
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:
+        if self._pan is not None:
+            delta = event.position() - self._pan
+            self._pan = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:
+        if event.button() == Qt.MiddleButton:
+            self._pan = None
+            self.setCursor(Qt.ArrowCursor)
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key_F, Qt.Key_Home):
+            self.fit_all()
+        elif event.key() in (Qt.Key_Delete, Qt.Key_Backspace):
+            self.scene().delete_selected()
+        else:
+            super().keyPressEvent(event)
+
+    def fit_all(self) -> None:
+        rect = self.scene().itemsBoundingRect().adjusted(-40, -40, 40, 40)
+        if not rect.isEmpty():
+            self.fitInView(rect, Qt.KeepAspectRatio)

@@ -1,0 +1,424 @@
+"""The main window: canvas, palette, inspector, preview, log, and the run controls."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QAction, QImage, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+    QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QTreeWidget, QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+import nodegraph
+from nodegraph import models
+from nodegraph.imaging import to_pil
+
+from .canvas import GraphScene, GraphView
+from .runner import Runner
+
+INT32 = 2**31 - 1
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, path: str | None = None, engine: nodegraph.Engine | None = None, output_dir: str = "output"):
+        super().__init__()
+        self.resize(1500, 900)
+        self.output_dir = output_dir
+        self.runner = Runner(engine or nodegraph.Engine())
+        self.runner.event.connect(self._on_event)
+        self.runner.done.connect(self._on_done)
+        self.last_result: nodegraph.RunResult | None = None
+        self.previews: dict[str, object] = {}  # node id -> latest preview IMAGE from progress events
+        self.path: Path | None = None
+        self.saved_text = ""
+        self.scene = GraphScene(nodegraph.Workflow())
+        self.view = GraphView(self.scene)
+        self.setCentralWidget(self.view)
+        self._build_docks()
+        self._build_actions()
+        self.statusBar().showMessage("ready")
+        if path:
+            self.open_file(path)
+        else:
+            self._set_workflow(nodegraph.Workflow(), None)
+
+    # ----- layout --------------------------------------------------------------------------------
+    def _build_docks(self) -> None:
+        palette = QWidget()
+        layout = QVBoxLayout(palette)
+        self.search = QLineEdit(placeholderText="search nodes (Enter adds)")
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        layout.addWidget(self.search)
+        layout.addWidget(self.tree)
+        self.search.textChanged.connect(self._fill_palette)
+        self.search.returnPressed.connect(self._add_first_match)
+        self.tree.itemActivated.connect(lambda item, _col: self._add_from_palette(item))
+        self._fill_palette("")
+        self._dock("Nodes", palette, Qt.LeftDockWidgetArea)
+
+        self.inspector = QWidget()
+        self.form = QFormLayout(self.inspector)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.inspector)
+        inspector_dock = self._dock("Inspector", scroll, Qt.RightDockWidgetArea)
+
+        preview = QWidget()
+        pl = QVBoxLayout(preview)
+        self.preview_image = QLabel("run the workflow to see pictures here")
+        self.preview_image.setAlignment(Qt.AlignCenter)
+        self.preview_image.setMinimumSize(320, 240)
+        self.preview_text = QLabel("")
+        self.preview_text.setWordWrap(True)
+        pl.addWidget(self.preview_image, 1)
+        pl.addWidget(self.preview_text)
+        preview_dock = self._dock("Preview", preview, Qt.RightDockWidgetArea)
+
+        self.log = QPlainTextEdit(readOnly=True)
+        self.log.setMaximumBlockCount(2000)
+        log_dock = self._dock("Log", self.log, Qt.BottomDockWidgetArea)
+        self.resizeDocks([inspector_dock, preview_dock], [420, 380], Qt.Vertical)
+        self.resizeDocks([inspector_dock], [400], Qt.Horizontal)
+        self.resizeDocks([log_dock], [120], Qt.Vertical)
+
+    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_actions(self) -> None:
+        def action(menu, text, shortcut, slot):
+            act = QAction(text, self)
+            if shortcut:
+                act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(slot)
+            menu.addAction(act)
+            return act
+
+        files = self.menuBar().addMenu("&File")
+        action(files, "New", QKeySequence.New, self.new_file)
+        action(files, "Open…", QKeySequence.Open, self.choose_file)
+        action(files, "Save", QKeySequence.Save, self.save_file)
+        action(files, "Save As…", QKeySequence.SaveAs, self.save_file_as)
+        action(files, "Quit", QKeySequence.Quit, self.close)
+        run = self.menuBar().addMenu("&Run")
+        toolbar = self.addToolBar("Run")
+        toolbar.setObjectName("run-toolbar")
+        for text, shortcut, slot in (("Run", "Ctrl+Return", self.run_all),
+                                     ("Run to selected", "Ctrl+Shift+Return", self.run_selected),
+                                     ("Cancel", "Escape", self.runner.cancel)):
+            toolbar.addAction(action(run, text, shortcut, slot))
+        view = self.menuBar().addMenu("&View")
+        action(view, "Zoom to fit", "F", self.view.fit_all)
+
+    # ----- the workflow and its file ----------------------------------------------------------------
+    @property
+    def workflow(self) -> nodegraph.Workflow:
+        return self.scene.workflow
+
+    def _set_workflow(self, workflow: nodegraph.Workflow, path: Path | None) -> None:
+        self.scene.workflow = workflow
+        self.scene.rebuild()
+        self.scene.edited.connect(self._after_edit, Qt.UniqueConnection)
+        self.scene.message.connect(self.statusBar().showMessage, Qt.UniqueConnection)
+        self.scene.selectionChanged.connect(self._show_selection, Qt.UniqueConnection)
+        self.path, self.saved_text = path, workflow.dumps()
+        self._update_title()
+        self._mark_dirty()
+        self.view.fit_all()
+
+    def open_file(self, path: str | Path) -> bool:
+        try:
+            workflow = nodegraph.load(path, strict=False)
+        except nodegraph.NodegraphError as e:
+            self._warn(str(e))
+            return False
+        for problem in workflow.problems:
+            self.log.appendPlainText(f"{path}: {problem}")
+        self._set_workflow(workflow, Path(path) if not str(path).lower().endswith(".png") else None)
+        return True
+
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", "", "Workflows (*.json *.png)")
+        if path:
+            self.open_file(path)
+
+    def new_file(self) -> None:
+        self._set_workflow(nodegraph.Workflow(), None)
+
+    def save_file(self) -> bool:
+        if self.path is None:
+            return self.save_file_as()
+        nodegraph.save(self.workflow, self.path)
+        self.saved_text = self.workflow.dumps()
+        self._update_title()
+        self.statusBar().showMessage(f"saved {self.path}")
+        return True
+
+    def save_file_as(self) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self, "Save workflow", "", "Workflows (*.json)")
+        if not path:
+            return False
+        self.path = Path(path)
+        self.workflow.base_dir = self.path.parent
+        return self.save_file()
+
+    def modified(self) -> bool:
+        return self.workflow.dumps() != self.saved_text
+
+    def _update_title(self) -> None:
+        name = self.path.name if self.path else "untitled"
+        self.setWindowTitle(f"{name}{' *' if self.modified() else ''} — nodegraph")
+
+    def _warn(self, text: str) -> None:
+        self.log.appendPlainText(text)
+        self.statusBar().showMessage(text)
+
+    # ----- palette -------------------------------------------------------------------------------
+    def _fill_palette(self, text: str) -> None:
+        self.tree.clear()
+        words = text.lower().split()
+        groups: dict[str, QTreeWidgetItem] = {}
+        for node_type in nodegraph.REGISTRY.all():
+            haystack = f"{node_type.title} {node_type.id} {node_type.category} {node_type.description}".lower()
+            if not all(w in haystack for w in words):
+                continue
+            group = groups.get(node_type.category)
+            if group is None:
+                group = groups[node_type.category] = QTreeWidgetItem(self.tree, [node_type.category])
+            item = QTreeWidgetItem(group, [node_type.title])
+            item.setData(0, Qt.UserRole, node_type.id)
+            item.setToolTip(0, f"{node_type.id}\n{node_type.description}")
+        self.tree.expandAll()
+
+    def _add_first_match(self) -> None:
+        for i in range(self.tree.topLevelItemCount()):
+            group = self.tree.topLevelItem(i)
+            if group.childCount():
+                self._add_from_palette(group.child(0))
+                return
+
+    def _add_from_palette(self, item: QTreeWidgetItem) -> None:
+        type_id = item.data(0, Qt.UserRole)
+        if type_id:
+            center = self.view.mapToScene(self.view.viewport().rect().center())
+            self.scene.add_node(type_id, QPointF(center.x() - 100, center.y() - 40))
+
+    # ----- inspector -----------------------------------------------------------------------------
+    def _show_selection(self) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        ids = self.scene.selected_node_ids()
+        if len(ids) != 1:
+            return
+        node = self.workflow.nodes[ids[0]]
+        node_type = self.workflow.registry.get(node.type)
+        self.form.addRow(QLabel(f"<b>{node_type.title}</b>  <small>{node.id} · {node_type.id}</small>"))
+        if node_type.description:
+            text = QLabel(node_type.description)
+            text.setWordWrap(True)
+            self.form.addRow(text)
+        linked = self.scene.linked_inputs(node.id)
+        for param in node_type.params:
+            widget = QLabel("driven by a link") if param.name in linked else self._param_widget(node.id, param)
+            widget.setToolTip(param.description)
+            self.form.addRow(param.name, widget)
+        self._show_outputs(node.id)
+
+    def _param_widget(self, node_id: str, param) -> QWidget:
+        value = self.workflow.nodes[node_id].params[param.name]
+        kind = str(param.type)
+        set_ = lambda v: self.set_param(node_id, param.name, v)  # noqa: E731
+        if kind == "BOOL":
+            w = QCheckBox()
+            w.setChecked(bool(value))
+            w.toggled.connect(set_)
+        elif kind == "ENUM":
+            w = QComboBox()
+            w.addItems(list(param.choices))
+            w.setCurrentText(value)
+            w.currentTextChanged.connect(set_)
+        elif kind == "FLOAT":
+            w = QDoubleSpinBox()
+            w.setDecimals(3)
+            w.setRange(param.min if param.min is not None else -1e9, param.max if param.max is not None else 1e9)
+            w.setSingleStep(param.step or 0.1)
+            w.setValue(value)
+            w.editingFinished.connect(lambda: set_(w.value()))
+        elif kind == "INT" and -INT32 <= (param.min or 0) and (param.max or 0) <= INT32:
+            w = QSpinBox()
+            w.setRange(int(param.min if param.min is not None else -INT32), int(param.max if param.max is not None else INT32))
+            w.setSingleStep(int(param.step or 1))
+            w.setValue(value)
+            w.editingFinished.connect(lambda: set_(w.value()))
+        elif kind in ("INT", "SEED"):
+            w = QWidget()
+            row = QHBoxLayout(w)
+            row.setContentsMargins(0, 0, 0, 0)
+            edit = QLineEdit(str(value))
+            edit.editingFinished.connect(lambda: self._set_int_text(node_id, param.name, edit))
+            row.addWidget(edit)
+            if kind == "SEED":
+                dice = QPushButton("random")
+                dice.clicked.connect(lambda: (edit.setText(str(random.getrandbits(32))),
+                                              self._set_int_text(node_id, param.name, edit)))
+                row.addWidget(dice)
+        elif param.hint == "multiline":
+            w = QPlainTextEdit(value)
+            w.setFixedHeight(70)
+            w.textChanged.connect(lambda: set_(w.toPlainText()))
+        elif param.hint == models.MODEL_HINT:
+            w = QComboBox()
+            w.setEditable(True)
+            w.addItems(models.available())
+            w.setCurrentText(value)
+            w.currentTextChanged.connect(set_)
+        else:
+            w = QWidget()
+            row = QHBoxLayout(w)
+            row.setContentsMargins(0, 0, 0, 0)
+            edit = QLineEdit(value)
+            edit.editingFinished.connect(lambda: set_(edit.text()))
+            row.addWidget(edit)
+            if param.hint == "file":
+                browse = QPushButton("…")
+                browse.clicked.connect(lambda: self._browse(edit, set_))
+                row.addWidget(browse)
+        return w
+
+    def _set_int_text(self, node_id: str, name: str, edit: QLineEdit) -> None:
+        try:
+            self.set_param(node_id, name, int(edit.text()))
+        except ValueError:
+            self._warn(f"node '{node_id}' parameter '{name}': {edit.text()!r} is not a whole number")
+
+    def _browse(self, edit: QLineEdit, set_) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a file")
+        if path:
+            edit.setText(path)
+            set_(path)
+
+    def set_param(self, node_id: str, name: str, value) -> None:
+        try:
+            self.workflow.set_param(node_id, name, value)
+        except nodegraph.NodegraphError as e:
+            self._warn(str(e))
+            return
+        self.scene.nodes[node_id].update()
+        self._after_edit()
+
+    def _after_edit(self) -> None:
+        self._update_title()
+        self._mark_dirty()
+
+    def _mark_dirty(self) -> None:
+        """Show which nodes the next run would execute (only while no run is using the engine)."""
+        if self.runner.busy:
+            return
+        try:
+            dirty = self.runner.engine.dirty(self.workflow, output_dir=self.output_dir)
+        except nodegraph.NodegraphError:
+            return  # an unfinished graph (a required input not linked yet)
+        for node_id, item in self.scene.nodes.items():
+            if item.state in ("failed", "running"):
+                continue
+            if node_id in dirty:
+                item.set_state("dirty")
+            elif item.state == "dirty":
+                item.set_state("clean")
+
+    # ----- running -------------------------------------------------------------------------------
+    def run_all(self) -> None:
+        self._start(None)
+
+    def run_selected(self) -> None:
+        ids = self.scene.selected_node_ids()
+        if ids:
+            self._start(ids)
+
+    def _start(self, targets) -> None:
+        if self.runner.busy:
+            self.statusBar().showMessage("a run is already going (Esc cancels it)")
+            return
+        if self.runner.start(self.workflow, targets, self.output_dir):
+            self.statusBar().showMessage("running…")
+
+    def _on_event(self, event) -> None:
+        if event.kind == "started":
+            self.scene.set_state(event.node, "running", event.message, 0.0)
+        elif event.kind == "progress":
+            self.scene.set_state(event.node, "running", "", event.fraction)
+            if event.preview is not None:
+                self.previews[event.node] = event.preview
+                if event.node in self.scene.selected_node_ids() or not self.scene.selected_node_ids():
+                    self._show_image(event.preview)
+        elif event.kind == "finished":
+            self.scene.set_state(event.node, "clean")
+        elif event.kind == "cached":
+            self.scene.set_state(event.node, "cached")
+        elif event.kind == "failed":
+            self.scene.set_state(event.node, "failed", event.message)
+            self.log.appendPlainText(f"node '{event.node}' failed: {event.message}")
+        elif event.kind == "skipped":
+            self.scene.set_state(event.node, "skipped", event.message)
+        elif event.kind == "cancelled":
+            self.scene.set_state(event.node, "dirty")
+
+    def _on_done(self, result) -> None:
+        self.last_result = result
+        for node_id, reason in result.reasons.items():
+            if node_id in self.scene.nodes and self.scene.nodes[node_id].state == "clean":
+                self.scene.nodes[node_id].set_state("clean", reason)
+            self.log.appendPlainText(f"ran {node_id}: {reason}")
+        for path in result.files:
+            self.log.appendPlainText(f"wrote {path}")
+        summary = (f"{len(result.executed)} ran, {len(result.cached)} cached"
+                   if result.status == "ok" else f"{result.status}: {result.error or ''}")
+        self.statusBar().showMessage(summary)
+        ids = self.scene.selected_node_ids()
+        self._show_outputs(ids[0] if ids else self._last_output_node(result))
+        self._mark_dirty()
+
+    def _last_output_node(self, result) -> str | None:
+        outputs = [n for n in result.outputs if n in self.workflow.nodes
+                   and self.workflow.registry.get(self.workflow.nodes[n].type).output]
+        return outputs[-1] if outputs else None
+
+    def _show_outputs(self, node_id: str | None) -> None:
+        """Show the node's first picture, or its text, from the last run."""
+        import torch
+
+        values = (self.last_result.outputs.get(node_id, {}) if self.last_result and node_id else {}) or {}
+        for value in values.values():
+            if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
+                self._show_image(value if value.shape[1] == 3 else value.expand(-1, 3, -1, -1))
+                break
+        texts = [f"{k}: {v}" for k, v in values.items() if isinstance(v, (str, float, int))]
+        self.preview_text.setText("\n".join(texts))
+
+    def _show_image(self, image) -> None:
+        picture = to_pil(image[:1])[0]
+        data = picture.tobytes("raw", "RGB")
+        qimage = QImage(data, picture.width, picture.height, 3 * picture.width, QImage.Format_RGB888).copy()
+        pixmap = QPixmap.fromImage(qimage)
+        self.preview_image.setPixmap(pixmap.scaled(self.preview_image.size(), Qt.KeepAspectRatio,
+                                                   Qt.SmoothTransformation))
+
+    def closeEvent(self, event) -> None:
+        if self.modified():
+            answer = QMessageBox.question(self, "Unsaved changes", "Save the workflow before closing?",
+                                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+            if answer == QMessageBox.Cancel or (answer == QMessageBox.Save and not self.save_file()):
+                event.ignore()
+                return
+        self.runner.cancel()
+        self.runner.wait(5)
+        event.accept()
