@@ -141,7 +141,8 @@ class LinkItem(QGraphicsPathItem):
         self.source, self.target = source, target
         self.setPen(QPen(theme.port_color(source.type_name), 2.2))
         self.setZValue(0)
-        self.update_path()
+        if target is not None:  # a link being dragged is drawn to the cursor by update_path(end)
+            self.update_path()
 
     def update_path(self, end: QPointF | None = None) -> None:
         start = self.source.anchor()

@@ -24,6 +24,32 @@ from .runner import Runner
 INT32 = 2**31 - 1
 
 
+def best_match(text: str, node_types):
+    """The node type a search means: exact title, then title prefix, then all words in the title, then
+    in the id, then anywhere in the description."""
+    query = " ".join(text.lower().split())
+    if not query:
+        return None
+    words = query.split()
+
+    def rank(t):
+        title = t.title.lower()
+        if title == query:
+            return 0
+        if title.startswith(query):
+            return 1
+        if all(w in title for w in words):
+            return 2
+        if all(w in t.id for w in words):
+            return 3
+        if all(w in f"{title} {t.category} {t.description}".lower() for w in words):
+            return 4
+        return None
+
+    ranked = sorted((r, len(t.title), t.title) + (t,) for t in node_types if (r := rank(t)) is not None)
+    return ranked[0][-1] if ranked else None
+
+
 class MainWindow(QMainWindow):
     def __init__(self, path: str | None = None, engine: nodegraph.Engine | None = None, output_dir: str = "output"):
         super().__init__()
@@ -36,7 +62,7 @@ class MainWindow(QMainWindow):
         self.previews: dict[str, object] = {}  # node id -> latest preview IMAGE from progress events
         self.path: Path | None = None
         self.saved_text = ""
-        self.scene = GraphScene(nodegraph.Workflow())
+        self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
         self.setCentralWidget(self.view)
         self._build_docks()
@@ -200,11 +226,11 @@ class MainWindow(QMainWindow):
         self.tree.expandAll()
 
     def _add_first_match(self) -> None:
-        for i in range(self.tree.topLevelItemCount()):
-            group = self.tree.topLevelItem(i)
-            if group.childCount():
-                self._add_from_palette(group.child(0))
-                return
+        """Enter adds the best match: a node whose title is what was typed beats one that merely mentions it."""
+        best = best_match(self.search.text(), nodegraph.REGISTRY.all())
+        if best is not None:
+            center = self.view.mapToScene(self.view.viewport().rect().center())
+            self.scene.add_node(best.id, QPointF(center.x() - 100, center.y() - 40))
 
     def _add_from_palette(self, item: QTreeWidgetItem) -> None:
         type_id = item.data(0, Qt.UserRole)
@@ -421,4 +447,6 @@ class MainWindow(QMainWindow):
                 return
         self.runner.cancel()
         self.runner.wait(5)
+        for signal in (self.scene.selectionChanged, self.scene.edited, self.scene.message):
+            signal.disconnect()  # the scene emits while it is torn down; the window is gone by then
         event.accept()

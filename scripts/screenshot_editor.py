@@ -39,6 +39,9 @@ def main() -> None:
     app.processEvents()
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
+    window.close()  # an orderly close: the scene goes before the application
+    window.deleteLater()
+    app.processEvents()
     print(out)
 
 

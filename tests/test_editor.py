@@ -1,0 +1,130 @@
+"""The editor driven as a person would: palette search, mouse drags between sockets, the inspector, Run."""
+
+import os
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QDoubleSpinBox  # noqa: E402
+
+import nodegraph  # noqa: E402
+from gui.window import MainWindow  # noqa: E402
+
+from conftest import REPO  # noqa: E402
+
+EXAMPLE = os.path.join(REPO, "workflows", "image-ops.json")
+SAMPLE = os.path.join(REPO, "workflows", "assets", "sample.png")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    w = MainWindow(None, engine=nodegraph.Engine(device="cpu"), output_dir=str(tmp_path / "out"))
+    w.resize(1400, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.saved_text = w.workflow.dumps()  # the unsaved-changes prompt is for people, not for test teardown
+    w.close()
+    w.deleteLater()
+
+
+def add_from_palette(qtbot, window, text):
+    window.search.clear()
+    qtbot.keyClicks(window.search, text)
+    before = set(window.workflow.nodes)
+    QTest.keyClick(window.search, Qt.Key_Return)
+    [added] = set(window.workflow.nodes) - before
+    return added
+
+
+def drag(window, start_socket, end_socket):
+    view = window.view
+    a = view.mapFromScene(start_socket.scenePos())
+    b = view.mapFromScene(end_socket.scenePos())
+    QTest.mousePress(view.viewport(), Qt.LeftButton, Qt.NoModifier, a)
+    QTest.mouseMove(view.viewport(), (a + b) / 2)
+    QTest.mouseMove(view.viewport(), b)
+    QTest.mouseRelease(view.viewport(), Qt.LeftButton, Qt.NoModifier, b)
+
+
+def run(qtbot, window, targets=None):
+    with qtbot.waitSignal(window.runner.done, timeout=120_000) as blocker:
+        window._start(targets)
+    return blocker.args[0]
+
+
+def test_opening_a_workflow_draws_every_node_and_link(window):
+    assert window.open_file(EXAMPLE)
+    assert len(window.scene.nodes) == len(window.workflow.nodes) == 19
+    assert len(window.scene.links) == len(window.workflow.links)
+    assert window.windowTitle() == "image-ops.json — nodegraph"
+
+
+def test_build_a_graph_with_mouse_and_keyboard_then_run_it(qtbot, window):
+    load = add_from_palette(qtbot, window, "load image")
+    blur = add_from_palette(qtbot, window, "blur")
+    show = add_from_palette(qtbot, window, "preview")
+    window.scene.nodes[blur].setPos(300, 0)  # spread them out, as a user would drag them apart
+    window.scene.nodes[show].setPos(600, 0)
+    window.scene.nodes[load].setPos(0, 0)
+    assert window.workflow.nodes[blur].position == (300, 0)
+    window.set_param(load, "path", SAMPLE)
+    drag(window, window.scene.nodes[load].outputs["image"], window.scene.nodes[blur].inputs["image"])
+    drag(window, window.scene.nodes[blur].outputs["image"], window.scene.nodes[show].inputs["image"])
+    assert {str(l) for l in window.workflow.links} == {f"{load}.image -> {blur}.image", f"{blur}.image -> {show}.image"}
+    assert window.windowTitle().startswith("untitled *")
+
+    window.scene.clearSelection()
+    window.scene.nodes[blur].setSelected(True)  # the inspector shows the blur's radius as a spin box
+    spin = window.inspector.findChild(QDoubleSpinBox)
+    spin.setValue(5.0)
+    spin.editingFinished.emit()
+    assert window.workflow.nodes[blur].params["radius"] == 5.0
+
+    result = run(qtbot, window)
+    assert result.status == "ok" and result.executed == [load, blur, show]
+    assert window.scene.nodes[show].state == "clean"
+    assert window.preview_image.pixmap() is not None and not window.preview_image.pixmap().isNull()
+    spin.setValue(1.0)
+    spin.editingFinished.emit()
+    assert window.scene.nodes[blur].state == "dirty" and window.scene.nodes[load].state != "dirty"
+    result = run(qtbot, window)
+    assert result.executed == [blur, show] and result.reasons[blur] == "parameter 'radius' changed (5.0 -> 1.0)"
+    assert window.scene.nodes[load].state == "cached"
+
+
+def test_an_incompatible_drop_is_refused_and_explained(qtbot, window):
+    load = add_from_palette(qtbot, window, "load image")
+    grow = add_from_palette(qtbot, window, "grow mask")
+    window.scene.nodes[grow].setPos(350, 0)
+    window.scene.nodes[load].setPos(0, 0)
+    drag(window, window.scene.nodes[load].outputs["image"], window.scene.nodes[grow].inputs["mask"])
+    assert window.workflow.links == []
+    assert "an IMAGE output cannot feed an MASK input" in window.statusBar().currentMessage()
+    drag(window, window.scene.nodes[load].outputs["mask"], window.scene.nodes[grow].inputs["mask"])
+    assert [str(l) for l in window.workflow.links] == [f"{load}.mask -> {grow}.mask"]
+
+
+def test_a_failing_node_turns_red_and_says_why(qtbot, window, tmp_path):
+    load = add_from_palette(qtbot, window, "load image")
+    show = add_from_palette(qtbot, window, "preview")
+    window.scene.nodes[show].setPos(350, 0)
+    window.scene.nodes[load].setPos(0, 0)
+    window.set_param(load, "path", str(tmp_path / "missing.png"))
+    drag(window, window.scene.nodes[load].outputs["image"], window.scene.nodes[show].inputs["image"])
+    result = run(qtbot, window)
+    assert result.status == "failed" and result.failed_node == load
+    assert window.scene.nodes[load].state == "failed"
+    assert "no such image file" in window.scene.nodes[load].toolTip()
+    assert "no such image file" in window.log.toPlainText()
+
+
+def test_open_then_save_is_byte_identical(window, tmp_path):
+    window.open_file(EXAMPLE)
+    window.path = tmp_path / "copy.json"
+    assert window.save_file()
+    assert (tmp_path / "copy.json").read_bytes() == open(EXAMPLE, "rb").read()
+    assert not window.modified()
