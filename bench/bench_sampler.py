@@ -191,10 +191,7 @@ def bench_family(family, args, rows):
             rows.append((family, f"{size}²", args.steps, f"our Sampler ({mode})", t_c,
                          f"{t_ours / t_c:.2f}x faster than eager; first run (compiling) {first:.0f} s"))
         wf.set_param("sampler", "compile", "off")
-    GIVEN.clear()
-    del model, cond, engine, wf, theirs
-    if DEVICE == "cuda":
-        torch.cuda.empty_cache()
+    GIVEN.clear()  # the modules go when this function returns; main() then empties the CUDA cache
 
 
 def bench_vae(args, rows):
@@ -222,7 +219,6 @@ def bench_vae(args, rows):
         timed(decode, 2)
         t, image = timed(decode, args.repeat)
         rows.append(("vae", f"{size}²", "-", f"decode {name}", t, f"{tuple(image.shape)}"))
-        del vae, module, engine, wf
 
 
 def main():
@@ -243,6 +239,9 @@ def main():
     for family in args.only.split(","):
         print(f"... {family}", flush=True)
         bench_vae(args, rows) if family == "vae" else bench_family(family, args, rows)
+        GIVEN.clear()
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
     name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "CPU (smoke run: small models)"
     print(f"device: {name}, torch {torch.__version__}")
     print(f"{'family':<6} {'size':>6} {'steps':>5}  {'what':<32} {'s/image':>8}  note")

@@ -27,6 +27,7 @@ import networkx as nx
 from .cache import Cache, Entry, run_release_hooks, same_value
 from .errors import NodeFailed, NodegraphError, NodeUserError, ParamError, RunCancelled, WorkflowInvalid
 from .events import Event
+from .files import inside, write_new_file
 from .validate import validate
 from .workflow import Workflow, natural_key
 
@@ -127,6 +128,24 @@ class Context:
 
     def report_file(self, path: Path) -> None:
         self._run.result.files.append(Path(path))
+
+    def new_output_file(self, prefix: str, suffix: str, write) -> Path:
+        """Write ``<prefix>_00001<suffix>`` (the first free number) in the output folder and report it.
+
+        ``prefix`` may name sub-folders but never leaves the output folder; ``write(tmp_path)`` fills a
+        temporary file that then takes the final name atomically, so nothing is overwritten or half-written.
+        """
+        try:
+            first = inside(self.output_dir, f"{prefix}_00001{suffix}")
+        except NodegraphError as e:
+            raise NodeUserError(f"filename_prefix {prefix!r}: {e}") from None
+        stem = first.name[: -len(f"_00001{suffix}")]
+        try:
+            path = write_new_file(first.parent, lambda n: f"{stem}_{n:05d}{suffix}", write)
+        except OSError as e:
+            raise NodeUserError(f"cannot write into {first.parent}: {e.strerror or e}") from None
+        self.report_file(path)
+        return path
 
 
 class _Run:

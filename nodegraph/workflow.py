@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import NodegraphError, ParamError, Problem
+from .errors import NodegraphError, ParamError
 from .migrations import FORMAT, VERSION
 from .registry import REGISTRY, Registry
 from .validate import link_issue

@@ -40,6 +40,16 @@ def list_models() -> list[str]:
     return models.available()
 
 
+def config_class(path: Path, what: str) -> str:
+    """The ``_class_name`` in a component folder's config.json, or an error saying the folder is not ``what``."""
+    import json
+
+    try:
+        return json.loads((path / "config.json").read_text())["_class_name"]
+    except (OSError, ValueError, KeyError):
+        raise NodeUserError(f"{path} is not {what} (no config.json naming its class)") from None
+
+
 def torch_dtype(name: str, device):
     import torch
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
@@ -35,10 +34,7 @@ def load_controlnet(ctx, model, dtype):
     import diffusers
 
     path = files.resolve(model, ctx)
-    try:
-        class_name = json.loads((path / "config.json").read_text())["_class_name"]
-    except (OSError, ValueError, KeyError):
-        raise NodeUserError(f"{path} is not a ControlNet folder (no config.json naming its class)") from None
+    class_name = files.config_class(path, "a ControlNet folder")
     if class_name not in CONTROLNET_CLASSES:
         raise NodeUserError(f"{path} holds a {class_name}; supported ControlNets: {', '.join(CONTROLNET_CLASSES)}")
     try:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, PngImagePlugin
 
-from nodegraph import NodegraphError, NodeUserError, Output, Param, PortType as T, node
-from nodegraph.files import inside, write_new_file
+from nodegraph import NodeUserError, Output, Param, PortType as T, node
 from nodegraph.imaging import from_pil, mask_from_pil, to_pil
 from nodegraph.node import Input
 
@@ -86,26 +85,13 @@ FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 )
 def save_image(ctx, image, filename_prefix, format, quality, embed_workflow):
     """Write each picture as <prefix>_00001.png, _00002.png, ... never overwriting a file."""
-    try:
-        first = inside(ctx.output_dir, f"{filename_prefix}_00001.{format}")
-    except NodegraphError as e:  # the prefix would leave the output folder
-        raise NodeUserError(f"filename_prefix {filename_prefix!r}: {e}") from None
-    folder, stem = first.parent, first.name[: -len(f"_00001.{format}")]
     options = {"quality": quality} if format in ("jpeg", "webp") else {}
     if format == "png" and embed_workflow:
         info = PngImagePlugin.PngInfo()
         info.add_text("workflow", ctx.workflow_text, zip=True)
         options["pnginfo"] = info
     for picture in to_pil(image):
-        try:
-            path = write_new_file(
-                folder,
-                lambda n: f"{stem}_{n:05d}.{format}",
-                lambda tmp: picture.save(tmp, FORMATS[format], **options),
-            )
-        except OSError as e:
-            raise NodeUserError(f"cannot write into {folder}: {e.strerror or e}") from None
-        ctx.report_file(path)
+        ctx.new_output_file(filename_prefix, f".{format}", lambda tmp: picture.save(tmp, FORMATS[format], **options))
     return {"image": image}
 
 

@@ -119,10 +119,7 @@ def load_vae(ctx, model, dtype):
     path = files.resolve(model, ctx)
     if (path / "model_index.json").is_file():
         path = path / "vae"
-    try:
-        class_name = json.loads((path / "config.json").read_text())["_class_name"]
-    except (OSError, ValueError, KeyError):
-        raise NodeUserError(f"{path} is not a VAE folder (no config.json naming its class)") from None
+    class_name = files.config_class(path, "a VAE folder")
     if class_name not in ("AutoencoderKL", "AutoencoderDC"):
         raise NodeUserError(f"{path} holds a {class_name}, not an AutoencoderKL or AutoencoderDC")
     cls = getattr(diffusers, class_name)
@@ -187,11 +184,8 @@ def load_denoiser(ctx, model, dtype):
         denoiser = pipe.components.get("unet") or pipe.components.get("transformer")
         return {"model": DiffusionModel(family.id, denoiser.to(ctx.device).eval(), scheduler_config(pipe.scheduler),
                                         str(path))}
-    try:
-        config = json.loads((path / "config.json").read_text())
-        class_name = config["_class_name"]
-    except (OSError, ValueError, KeyError):
-        raise NodeUserError(f"{path} is neither a pipeline nor a model folder (no config.json naming its class)") from None
+    class_name = files.config_class(path, "a pipeline or a model folder")
+    config = json.loads((path / "config.json").read_text())
     if class_name == "UNet2DConditionModel":
         family = "sdxl" if config.get("addition_embed_type") == "text_time" else "sd"
     elif class_name in DENOISER_CLASSES:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from nodegraph import Input, NodegraphError, NodeUserError, Output, Param, PortType as T, node
-from nodegraph.files import inside, write_new_file
+from nodegraph import Input, Output, Param, PortType as T, node
 
 
 @node(
@@ -30,12 +29,6 @@ def show_text(ctx, text):
 )
 def save_text(ctx, text, filename_prefix):
     """Write the text as <prefix>_00001.txt, _00002.txt, ... in the output folder, never overwriting."""
-    try:
-        first = inside(ctx.output_dir, f"{filename_prefix}_00001.txt")
-    except NodegraphError as e:
-        raise NodeUserError(f"filename_prefix {filename_prefix!r}: {e}") from None
-    stem = first.name[: -len("_00001.txt")]
     data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
-    path = write_new_file(first.parent, lambda n: f"{stem}_{n:05d}.txt", lambda tmp: tmp.write_bytes(data))
-    ctx.report_file(path)
+    ctx.new_output_file(filename_prefix, ".txt", lambda tmp: tmp.write_bytes(data))
     return {"text": text}

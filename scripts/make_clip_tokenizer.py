@@ -23,18 +23,9 @@ WHEEL = "open-clip-torch==3.3.0"
 MERGES = 49152 - 256 - 2  # CLIP keeps the first 48,894 merges
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = list(keep), 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, map(chr, chars)))
-
-
 def main() -> None:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode  # CLIP's byte-to-symbol table
+
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", tmp], check=True)
         [wheel] = Path(tmp).glob("*.whl")

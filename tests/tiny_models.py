@@ -14,24 +14,13 @@ import torch
 CLIP_WORDS = ["a", "red", "blue", "green", "circle", "square", "on", "the", "left", "right", "background", "cat", "photo"]
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """The printable stand-in for each byte that byte-level BPE tokenizers (CLIP's) use."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = list(keep), 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, map(chr, chars)))
-
-
 def write_clip_tokenizer(folder: Path, max_length: int = 77) -> None:
     """A CLIPTokenizer folder (vocab.json, merges.txt) that spells any text, with a few whole words."""
     from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     folder.mkdir(parents=True, exist_ok=True)
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for s in symbols + [s + "</w>" for s in symbols]:
         vocab.setdefault(s, len(vocab))
