@@ -121,7 +121,7 @@ class StableDiffusion(Family):
     text_components = ("text_encoder", "tokenizer")
 
     def encode(self, te, prompt, negative, device):
-        pipe = _text_pipeline("StableDiffusionPipeline", te, safety_checker=None, feature_extractor=None,
+        pipe = _text_pipeline(self.pipeline, te, safety_checker=None, feature_extractor=None,
                               requires_safety_checker=False)
         positive, negative_embeds = pipe.encode_prompt(prompt, device, 1, True, negative_prompt=negative or None)
         return Conditioning(self.id, {"prompt_embeds": positive}, {"prompt_embeds": negative_embeds}, prompt)
@@ -172,7 +172,7 @@ class StableDiffusionXL(StableDiffusion):
     text_components = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 
     def encode(self, te, prompt, negative, device):
-        pipe = _text_pipeline("StableDiffusionXLPipeline", te,
+        pipe = _text_pipeline(self.pipeline, te,
                               force_zeros_for_empty_prompt=te.options.get("force_zeros_for_empty_prompt", True))
         embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
             prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
@@ -238,7 +238,7 @@ class StableDiffusion3(FlowMatching):
     text_components = ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3")
 
     def encode(self, te, prompt, negative, device):
-        pipe = _text_pipeline("StableDiffusion3Pipeline", te)
+        pipe = _text_pipeline(self.pipeline, te)
         embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
             prompt, None, None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
             negative_prompt=negative or None)
@@ -278,7 +278,7 @@ class Flux(FlowMatching):
     text_components = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 
     def encode(self, te, prompt, negative, device):
-        pipe = _text_pipeline("FluxPipeline", te)
+        pipe = _text_pipeline(self.pipeline, te)
         embeds, pooled, _ = pipe.encode_prompt(prompt, None, device=device, num_images_per_prompt=1)
         negative_embeds, negative_pooled, _ = pipe.encode_prompt(negative or "", None, device=device,
                                                                  num_images_per_prompt=1)
@@ -356,7 +356,7 @@ class Sana(FlowMatching):
         from diffusers import SanaPipeline
 
         instruction = inspect.signature(SanaPipeline.__call__).parameters["complex_human_instruction"].default
-        pipe = _text_pipeline("SanaPipeline", te)
+        pipe = _text_pipeline(self.pipeline, te)
         embeds, mask, negative_embeds, negative_mask = pipe.encode_prompt(
             prompt, True, negative_prompt=negative, num_images_per_prompt=1, device=device,
             complex_human_instruction=instruction)
