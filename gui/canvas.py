@@ -171,6 +171,7 @@ class GraphScene(QGraphicsScene):
     # ----- mirror the model ----------------------------------------------------------------------
     def rebuild(self) -> None:
         states = {k: (v.state, v.message) for k, v in self.nodes.items()}
+        self.clearSelection()  # before the items go: listeners must not see items of a replaced workflow
         self.clear()
         self.nodes, self.links = {}, []
         for node in self.workflow.nodes.values():
@@ -276,7 +277,9 @@ class GraphScene(QGraphicsScene):
 
     def mouseReleaseEvent(self, event) -> None:
         if self._drag is None:
-            return super().mouseReleaseEvent(event)
+            super().mouseReleaseEvent(event)
+            self.edited.emit()  # nodes may have been dragged: the window records it if anything changed
+            return
         start, self._drag = self._drag.source, None
         for node in self.nodes.values():
             for other in [*node.inputs.values(), *node.outputs.values()]:

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QAction, QImage, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence, QPixmap, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
     QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QTreeWidget, QTreeWidgetItem,
@@ -50,6 +50,23 @@ def best_match(text: str, node_types):
     return ranked[0][-1] if ranked else None
 
 
+class Snapshot(QUndoCommand):
+    """One edit, as the canonical document before and after it (every kind of edit undoes the same way)."""
+
+    def __init__(self, window: "MainWindow", before: str, after: str):
+        super().__init__("edit")
+        self.window, self.before, self.after, self.first = window, before, after, True
+
+    def redo(self) -> None:
+        if self.first:  # the edit is already done when the command is pushed
+            self.first = False
+            return
+        self.window._restore(self.after)
+
+    def undo(self) -> None:
+        self.window._restore(self.before)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, path: str | None = None, engine: nodegraph.Engine | None = None, output_dir: str = "output"):
         super().__init__()
@@ -62,6 +79,8 @@ class MainWindow(QMainWindow):
         self.previews: dict[str, object] = {}  # node id -> latest preview IMAGE from progress events
         self.path: Path | None = None
         self.saved_text = ""
+        self.undo_stack = QUndoStack(self)
+        self._snapshot = ""
         self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
         self.setCentralWidget(self.view)
@@ -142,6 +161,14 @@ class MainWindow(QMainWindow):
                                      ("Run to selected", "Ctrl+Shift+Return", self.run_selected),
                                      ("Cancel", "Escape", self.runner.cancel)):
             toolbar.addAction(action(run, text, shortcut, slot))
+        edit = self.menuBar().addMenu("&Edit")
+        action(edit, "Undo", QKeySequence.Undo, self.undo_stack.undo)
+        action(edit, "Redo", QKeySequence.Redo, self.undo_stack.redo)
+        action(edit, "Copy", QKeySequence.Copy, self.copy_selection)
+        action(edit, "Paste", QKeySequence.Paste, self.paste)
+        action(edit, "Duplicate", "Ctrl+D", lambda: self.paste(self.selection_text()))
+        action(edit, "Mute / unmute", "Ctrl+M", lambda: self.toggle_mode("muted"))
+        action(edit, "Bypass / unbypass", "Ctrl+B", lambda: self.toggle_mode("bypassed"))
         view = self.menuBar().addMenu("&View")
         action(view, "Zoom to fit", "F", self.view.fit_all)
 
@@ -157,6 +184,8 @@ class MainWindow(QMainWindow):
         self.scene.message.connect(self.statusBar().showMessage, Qt.UniqueConnection)
         self.scene.selectionChanged.connect(self._show_selection, Qt.UniqueConnection)
         self.path, self.saved_text = path, workflow.dumps()
+        self._snapshot = self.saved_text
+        self.undo_stack.clear()
         self._update_title()
         self._mark_dirty()
         self.view.fit_all()
@@ -242,7 +271,7 @@ class MainWindow(QMainWindow):
     def _show_selection(self) -> None:
         while self.form.rowCount():
             self.form.removeRow(0)
-        ids = self.scene.selected_node_ids()
+        ids = [i for i in self.scene.selected_node_ids() if i in self.workflow.nodes]
         if len(ids) != 1:
             return
         node = self.workflow.nodes[ids[0]]
@@ -342,8 +371,72 @@ class MainWindow(QMainWindow):
         self._after_edit()
 
     def _after_edit(self) -> None:
+        now = self.workflow.dumps()
+        if now != self._snapshot:
+            self.undo_stack.push(Snapshot(self, self._snapshot, now))
+            self._snapshot = now
         self._update_title()
         self._mark_dirty()
+
+    def _restore(self, text: str) -> None:
+        """Put the workflow back as ``text`` describes it (undo / redo)."""
+        workflow = nodegraph.loads(text, strict=False)
+        workflow.base_dir = self.workflow.base_dir
+        self.scene.workflow = workflow
+        self.scene.rebuild()
+        self._snapshot = text
+        self._update_title()
+        self._mark_dirty()
+        self._show_selection()
+
+    # ----- clipboard, modes ------------------------------------------------------------------------
+    def selection_text(self) -> str:
+        """The selected nodes and the links between them, as a workflow document."""
+        ids = set(self.scene.selected_node_ids())
+        part = nodegraph.Workflow(self.workflow.registry)
+        for node_id in ids:
+            part.nodes[node_id] = self.workflow.nodes[node_id]
+        part.links = [l for l in self.workflow.links if l.source in ids and l.target in ids]
+        return part.dumps()
+
+    def copy_selection(self) -> None:
+        if self.scene.selected_node_ids():
+            QGuiApplication.clipboard().setText(self.selection_text())
+
+    def paste(self, text: str | None = None) -> None:
+        """Add the nodes of a workflow document (the clipboard's) with fresh ids, offset, and select them."""
+        text = QGuiApplication.clipboard().text() if text is None else text
+        try:
+            part = nodegraph.loads(text, strict=False)
+        except nodegraph.NodegraphError as e:
+            self._warn(f"nothing to paste: {e}")
+            return
+        renamed = {}
+        for node in part.nodes.values():
+            if self.workflow.registry.get(node.type) is None:
+                continue
+            x, y = node.position
+            new = self.workflow.add_node(node.type, params=dict(node.params), position=(x + 40, y + 40),
+                                         mode=node.mode, title=node.title)
+            renamed[node.id] = new.id
+        for link in part.links:
+            if link.source in renamed and link.target in renamed:
+                self.workflow.connect(renamed[link.source], link.output, renamed[link.target], link.input)
+        self.scene.rebuild()
+        for node_id in renamed.values():
+            self.scene.nodes[node_id].setSelected(True)
+        self._after_edit()
+
+    def toggle_mode(self, mode: str) -> None:
+        ids = self.scene.selected_node_ids()
+        for node_id in ids:
+            current = self.workflow.nodes[node_id].mode
+            self.workflow.set_mode(node_id, "active" if current == mode else mode)
+        if ids:
+            self.scene.rebuild()
+            for node_id in ids:
+                self.scene.nodes[node_id].setSelected(True)
+            self._after_edit()
 
     def _mark_dirty(self) -> None:
         """Show which nodes the next run would execute (only while no run is using the engine)."""

@@ -128,3 +128,69 @@ def test_open_then_save_is_byte_identical(window, tmp_path):
     assert window.save_file()
     assert (tmp_path / "copy.json").read_bytes() == open(EXAMPLE, "rb").read()
     assert not window.modified()
+
+
+def test_every_edit_undoes_and_redoes(qtbot, window):
+    window.open_file(EXAMPLE)
+    original = window.workflow.dumps()
+    steps = []
+
+    def edit(do):
+        before = window.workflow.dumps()
+        do()
+        steps.append((before, window.workflow.dumps()))
+        assert steps[-1][0] != steps[-1][1]
+
+    edit(lambda: add_from_palette(qtbot, window, "invert"))
+    new = [n for n in window.workflow.nodes if n.startswith("invert")][0]
+    edit(lambda: drag(window, window.scene.nodes["load"].outputs["image"], window.scene.nodes[new].inputs["image"]))
+    edit(lambda: window.set_param("thumb", "width", 64))
+    edit(lambda: (window.scene.clearSelection(), window.scene.nodes["gray"].setSelected(True),
+                  window.toggle_mode("muted")))
+    edit(lambda: (window.scene.clearSelection(), window.scene.nodes["canny"].setSelected(True),
+                  window.scene.delete_selected()))
+    item = window.scene.nodes["pad"]
+    edit(lambda: (item.setPos(item.x() + 100, item.y()), window.scene.edited.emit()))
+    for before, after in reversed(steps):
+        assert window.workflow.dumps() == after
+        window.undo_stack.undo()
+        assert window.workflow.dumps() == before
+    assert window.workflow.dumps() == original and not window.modified()
+    for before, after in steps:
+        window.undo_stack.redo()
+        assert window.workflow.dumps() == after
+    assert len(window.scene.nodes) == len(window.workflow.nodes)
+
+
+def test_copy_paste_goes_through_the_clipboard_as_workflow_json(qtbot, window):
+    from PySide6.QtGui import QGuiApplication
+
+    window.open_file(EXAMPLE)
+    window.scene.clearSelection()
+    for node_id in ("thumb", "mirror"):
+        window.scene.nodes[node_id].setSelected(True)
+    window.copy_selection()
+    text = QGuiApplication.clipboard().text()
+    copied = nodegraph.loads(text, strict=False)  # a workflow document another window or an editor can read
+    assert sorted(copied.nodes) == ["mirror", "thumb"] and [str(l) for l in copied.links] == ["thumb.image -> mirror.image"]
+    before = set(window.workflow.nodes)
+    window.paste()
+    added = sorted(set(window.workflow.nodes) - before)
+    assert len(added) == 2 and sorted(window.scene.selected_node_ids()) == added
+    pasted_links = [l for l in window.workflow.links if l.source in added and l.target in added]
+    assert len(pasted_links) == 1 and window.workflow.nodes[pasted_links[0].source].params["width"] == 160
+    window.undo_stack.undo()
+    assert set(window.workflow.nodes) == before
+
+
+def test_mute_and_bypass_shortcuts_toggle_the_mode(qtbot, window):
+    window.open_file(EXAMPLE)
+    window.scene.clearSelection()
+    window.scene.nodes["gray"].setSelected(True)
+    window.view.setFocus()
+    QTest.keyClick(window, Qt.Key_M, Qt.ControlModifier)
+    assert window.workflow.nodes["gray"].mode == "muted"
+    QTest.keyClick(window, Qt.Key_B, Qt.ControlModifier)
+    assert window.workflow.nodes["gray"].mode == "bypassed"
+    QTest.keyClick(window, Qt.Key_B, Qt.ControlModifier)
+    assert window.workflow.nodes["gray"].mode == "active"
