@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence, QPixmap, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
@@ -81,6 +81,12 @@ class MainWindow(QMainWindow):
         self.saved_text = ""
         self.undo_stack = QUndoStack(self)
         self._snapshot = ""
+        self.settings = QSettings("nodegraph", "editor")
+        self.live = self.settings.value("live_mode", False, type=bool)
+        self._live_timer = QTimer(self, singleShot=True, interval=300)  # debounce: one run per pause in editing
+        self._live_timer.timeout.connect(self._live_run)
+        self._live_pending = False
+        self.setAcceptDrops(True)
         self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
         self.setCentralWidget(self.view)
@@ -161,6 +167,10 @@ class MainWindow(QMainWindow):
                                      ("Run to selected", "Ctrl+Shift+Return", self.run_selected),
                                      ("Cancel", "Escape", self.runner.cancel)):
             toolbar.addAction(action(run, text, shortcut, slot))
+        self.live_action = action(run, "Live mode", "Ctrl+L", lambda: self.set_live(self.live_action.isChecked()))
+        self.live_action.setCheckable(True)
+        self.live_action.setChecked(self.live)
+        toolbar.addAction(self.live_action)
         edit = self.menuBar().addMenu("&Edit")
         action(edit, "Undo", QKeySequence.Undo, self.undo_stack.undo)
         action(edit, "Redo", QKeySequence.Redo, self.undo_stack.redo)
@@ -202,12 +212,15 @@ class MainWindow(QMainWindow):
         return True
 
     def choose_file(self) -> None:
+        if not self._may_discard():
+            return
         path, _ = QFileDialog.getOpenFileName(self, "Open workflow", "", "Workflows (*.json *.png)")
         if path:
             self.open_file(path)
 
     def new_file(self) -> None:
-        self._set_workflow(nodegraph.Workflow(), None)
+        if self._may_discard():
+            self._set_workflow(nodegraph.Workflow(), None)
 
     def save_file(self) -> bool:
         if self.path is None:
@@ -372,11 +385,29 @@ class MainWindow(QMainWindow):
 
     def _after_edit(self) -> None:
         now = self.workflow.dumps()
-        if now != self._snapshot:
+        changed = now != self._snapshot
+        if changed:
             self.undo_stack.push(Snapshot(self, self._snapshot, now))
             self._snapshot = now
         self._update_title()
         self._mark_dirty()
+        if changed and self.live:
+            self._live_timer.start()
+
+    # ----- live mode: an edit re-runs the dirty part of the graph after a short pause ----------------
+    def set_live(self, on: bool) -> None:
+        self.live = on
+        self.live_action.setChecked(on)
+        self.settings.setValue("live_mode", on)
+        if on:
+            self._live_timer.start()
+
+    def _live_run(self) -> None:
+        if self.runner.busy:  # the running graph is out of date: stop it, run again when it has stopped
+            self._live_pending = True
+            self.runner.cancel()
+            return
+        self._start(None)
 
     def _restore(self, text: str) -> None:
         """Put the workflow back as ``text`` describes it (undo / redo)."""
@@ -493,6 +524,9 @@ class MainWindow(QMainWindow):
 
     def _on_done(self, result) -> None:
         self.last_result = result
+        if self._live_pending:
+            self._live_pending = False
+            self._live_timer.start()
         for node_id, reason in result.reasons.items():
             if node_id in self.scene.nodes and self.scene.nodes[node_id].state == "clean":
                 self.scene.nodes[node_id].set_state("clean", reason)
@@ -531,13 +565,30 @@ class MainWindow(QMainWindow):
         self.preview_image.setPixmap(pixmap.scaled(self.preview_image.size(), Qt.KeepAspectRatio,
                                                    Qt.SmoothTransformation))
 
+    # ----- open by dropping a workflow (.json, or a PNG this program wrote) on the window --------------
+    def dragEnterEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls and urls[0].toLocalFile().lower().endswith((".json", ".png")):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        path = event.mimeData().urls()[0].toLocalFile()
+        if self._may_discard():
+            self.open_file(path)
+        event.acceptProposedAction()
+
+    def _may_discard(self) -> bool:
+        """Ask before unsaved changes are lost; True when it is fine to go on."""
+        if not self.modified():
+            return True
+        answer = QMessageBox.question(self, "Unsaved changes", "Save the workflow first?",
+                                      QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+        return answer == QMessageBox.Discard or (answer == QMessageBox.Save and self.save_file())
+
     def closeEvent(self, event) -> None:
-        if self.modified():
-            answer = QMessageBox.question(self, "Unsaved changes", "Save the workflow before closing?",
-                                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
-            if answer == QMessageBox.Cancel or (answer == QMessageBox.Save and not self.save_file()):
-                event.ignore()
-                return
+        if not self._may_discard():
+            event.ignore()
+            return
         self.runner.cancel()
         self.runner.wait(5)
         for signal in (self.scene.selectionChanged, self.scene.edited, self.scene.message):

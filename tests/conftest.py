@@ -1,9 +1,13 @@
 """Shared fixtures. Test node types live in their own Registry so they never show in `nodegraph nodes`."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_HOME = tempfile.mkdtemp(prefix="nodegraph-tests-")  # settings, QSettings and the hash cache stay out of ~
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
 
 import pytest  # noqa: E402
 

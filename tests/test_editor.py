@@ -194,3 +194,29 @@ def test_mute_and_bypass_shortcuts_toggle_the_mode(qtbot, window):
     assert window.workflow.nodes["gray"].mode == "bypassed"
     QTest.keyClick(window, Qt.Key_B, Qt.ControlModifier)
     assert window.workflow.nodes["gray"].mode == "active"
+
+
+def test_live_mode_reruns_only_the_dirty_part_after_an_edit(qtbot, window):
+    window.open_file(EXAMPLE)
+    run(qtbot, window)
+    window.set_live(True)
+    with qtbot.waitSignal(window.runner.done, timeout=60_000) as blocker:
+        window.set_param("thumb", "width", 96)  # no Run pressed: the pause after the edit starts one
+    result = blocker.args[0]
+    assert result.executed == ["thumb", "mirror", "save_thumb"]
+    assert result.reasons["thumb"] == "parameter 'width' changed (160 -> 96)"
+    window.set_live(False)
+
+
+def test_dropping_a_png_this_program_wrote_opens_its_workflow(qtbot, window, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    wf = nodegraph.load(os.path.join(REPO, "workflows", "load-save.json"))
+    [png] = nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path).files
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(png))])
+    event = QDropEvent(QPointF(10, 10), Qt.CopyAction, data, Qt.LeftButton, Qt.NoModifier)
+    window.dropEvent(event)
+    assert sorted(window.workflow.nodes) == ["load", "save"]
+    assert window.workflow.dumps() == wf.dumps()
