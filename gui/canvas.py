@@ -7,7 +7,7 @@ says why in the status bar. The scene mirrors the workflow; ``rebuild`` redraws 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene, QGraphicsView
 
@@ -298,7 +298,10 @@ def _t(name: str):
 
 
 class GraphView(QGraphicsView):
-    """Zoom with the wheel, pan with the middle button, F or Home fits everything in view."""
+    """Zoom with the wheel, pan with the middle button, F or Home fits everything in view; Tab, Shift+A or a
+    double-click on empty canvas asks for a quick-add search at the cursor."""
+
+    quick_add = Signal(QPointF)  # scene position where a new node should go
 
     def __init__(self, scene: GraphScene, parent=None):
         super().__init__(scene, parent)
@@ -335,8 +338,30 @@ class GraphView(QGraphicsView):
             return
         super().mouseReleaseEvent(event)
 
+    def _cursor_scene_pos(self) -> QPointF:
+        from PySide6.QtGui import QCursor
+
+        local = self.viewport().mapFromGlobal(QCursor.pos())
+        if not self.viewport().rect().contains(local):
+            local = self.viewport().rect().center()
+        return self.mapToScene(local)
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.KeyPress and event.key() == Qt.Key_Tab:  # before Qt's focus navigation
+            self.quick_add.emit(self._cursor_scene_pos())
+            return True
+        return super().event(event)
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        if self.itemAt(event.position().toPoint()) is None:
+            self.quick_add.emit(self.mapToScene(event.position().toPoint()))
+            return
+        super().mouseDoubleClickEvent(event)
+
     def keyPressEvent(self, event) -> None:
-        if event.key() in (Qt.Key_F, Qt.Key_Home):
+        if event.key() == Qt.Key_A and event.modifiers() & Qt.ShiftModifier:
+            self.quick_add.emit(self._cursor_scene_pos())
+        elif event.key() in (Qt.Key_F, Qt.Key_Home):
             self.fit_all()
         elif event.key() in (Qt.Key_Delete, Qt.Key_Backspace):
             self.scene().delete_selected()

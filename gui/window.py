@@ -8,8 +8,8 @@ from pathlib import Path
 from PySide6.QtCore import QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence, QPixmap, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-    QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QTreeWidget, QTreeWidgetItem,
+    QCheckBox, QComboBox, QDialog, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+    QListWidgetItem, QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QTreeWidget, QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -25,11 +25,17 @@ INT32 = 2**31 - 1
 
 
 def best_match(text: str, node_types):
-    """The node type a search means: exact title, then title prefix, then all words in the title, then
-    in the id, then anywhere in the description."""
+    """The node type a search means (see :func:`ranked`)."""
+    matches = ranked(text, node_types)
+    return matches[0] if matches else None
+
+
+def ranked(text: str, node_types) -> list:
+    """Node types matching a search, best first: exact title, then title prefix, then all words in the
+    title, then in the id, then anywhere in the description."""
     query = " ".join(text.lower().split())
     if not query:
-        return None
+        return []
     words = query.split()
 
     def rank(t):
@@ -46,8 +52,42 @@ def best_match(text: str, node_types):
             return 4
         return None
 
-    ranked = sorted((r, len(t.title), t.title) + (t,) for t in node_types if (r := rank(t)) is not None)
-    return ranked[0][-1] if ranked else None
+    scored = sorted((r, len(t.title), t.title, t.id) for t in node_types if (r := rank(t)) is not None)
+    by_id = {t.id: t for t in node_types}
+    return [by_id[entry[-1]] for entry in scored]
+
+
+class QuickAdd(QDialog):
+    """The search that Tab, Shift+A or a double-click opens at the cursor: type, Enter adds the first match."""
+
+    def __init__(self, window: "MainWindow", scene_pos: QPointF):
+        super().__init__(window, Qt.Popup)
+        self.window_, self.scene_pos = window, scene_pos
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.edit = QLineEdit(placeholderText="add a node…")
+        self.list = QListWidget()
+        layout.addWidget(self.edit)
+        layout.addWidget(self.list)
+        self.resize(320, 280)
+        self.edit.textChanged.connect(self._fill)
+        self.edit.returnPressed.connect(self._add_current)
+        self.list.itemActivated.connect(lambda _item: self._add_current())
+        self._fill("")
+
+    def _fill(self, text: str) -> None:
+        self.list.clear()
+        for node_type in ranked(text, nodegraph.REGISTRY.all())[:15]:
+            item = QListWidgetItem(f"{node_type.title}   ({node_type.category})")
+            item.setData(Qt.UserRole, node_type.id)
+            self.list.addItem(item)
+        self.list.setCurrentRow(0)
+
+    def _add_current(self) -> None:
+        item = self.list.currentItem()
+        if item is not None:
+            self.window_.scene.add_node(item.data(Qt.UserRole), self.scene_pos)
+        self.close()
 
 
 class Snapshot(QUndoCommand):
@@ -89,6 +129,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
+        self.view.quick_add.connect(self.open_quick_add)
         self.setCentralWidget(self.view)
         self._build_docks()
         self._build_actions()
@@ -266,6 +307,13 @@ class MainWindow(QMainWindow):
             item.setData(0, Qt.UserRole, node_type.id)
             item.setToolTip(0, f"{node_type.id}\n{node_type.description}")
         self.tree.expandAll()
+
+    def open_quick_add(self, scene_pos: QPointF) -> QuickAdd:
+        popup = QuickAdd(self, scene_pos)
+        popup.move(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)))
+        popup.show()
+        popup.edit.setFocus()
+        return popup
 
     def _add_first_match(self) -> None:
         """Enter adds the best match: a node whose title is what was typed beats one that merely mentions it."""

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QDoubleSpinBox  # noqa: E402
 
@@ -220,3 +220,25 @@ def test_dropping_a_png_this_program_wrote_opens_its_workflow(qtbot, window, tmp
     window.dropEvent(event)
     assert sorted(window.workflow.nodes) == ["load", "save"]
     assert window.workflow.dumps() == wf.dumps()
+
+
+def test_tab_and_double_click_open_a_quick_add_search_at_the_cursor(qtbot, window):
+    from PySide6.QtWidgets import QApplication
+
+    from gui.window import QuickAdd
+
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key_Tab)
+    popup = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QuickAdd) and w.isVisible())
+    qtbot.keyClicks(popup.edit, "gaussian blur")
+    assert popup.list.item(0).text().startswith("Blur")
+    QTest.keyClick(popup.edit, Qt.Key_Return)
+    assert [n.type for n in window.workflow.nodes.values()] == ["image.blur"]
+    spot = QPoint(60, 60)  # an empty part of the canvas, away from the blur node
+    QTest.mouseDClick(window.view.viewport(), Qt.LeftButton, Qt.NoModifier, spot)
+    popup = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QuickAdd) and w.isVisible())
+    qtbot.keyClicks(popup.edit, "invert")
+    QTest.keyClick(popup.edit, Qt.Key_Return)
+    node = next(n for n in window.workflow.nodes.values() if n.type == "image.invert")
+    where = window.view.mapToScene(spot)
+    assert (node.position[0], node.position[1]) == (round(where.x(), 1), round(where.y(), 1))
