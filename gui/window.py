@@ -107,9 +107,22 @@ class Snapshot(QUndoCommand):
         self.window._restore(self.before)
 
 
+AUTOSAVE_MS = 30_000
+
+
+def recovery_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nodegraph" / "recovery"
+
+
 class MainWindow(QMainWindow):
-    def __init__(self, path: str | None = None, engine: nodegraph.Engine | None = None, output_dir: str = "output"):
+    def __init__(self, path: str | None = None, engine: nodegraph.Engine | None = None, output_dir: str = "output",
+                 confirm=None):
         super().__init__()
+        # confirm(title, question) -> bool; a dialog for people, replaceable where no one is there to answer
+        self.confirm = confirm or (lambda title, text: QMessageBox.question(self, title, text) == QMessageBox.Yes)
         self.resize(1500, 900)
         self.output_dir = output_dir
         self.runner = Runner(engine or nodegraph.Engine())
@@ -127,6 +140,9 @@ class MainWindow(QMainWindow):
         self._live_timer.timeout.connect(self._live_run)
         self._live_pending = False
         self.setAcceptDrops(True)
+        self._autosave = QTimer(self, interval=AUTOSAVE_MS)
+        self._autosave.timeout.connect(self.autosave)
+        self._autosave.start()
         self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
         self.view.quick_add.connect(self.open_quick_add)
@@ -237,6 +253,7 @@ class MainWindow(QMainWindow):
         self.path, self.saved_text = path, workflow.dumps()
         self._snapshot = self.saved_text
         self.undo_stack.clear()
+        self._offer_recovery()
         self._update_title()
         self._mark_dirty()
         self.view.fit_all()
@@ -268,6 +285,7 @@ class MainWindow(QMainWindow):
             return self.save_file_as()
         nodegraph.save(self.workflow, self.path)
         self.saved_text = self.workflow.dumps()
+        self._discard_recovery()
         self._update_title()
         self.statusBar().showMessage(f"saved {self.path}")
         return True
@@ -279,6 +297,44 @@ class MainWindow(QMainWindow):
         self.path = Path(path)
         self.workflow.base_dir = self.path.parent
         return self.save_file()
+
+    # ----- autosave and recovery after a crash ------------------------------------------------------
+    def recovery_path(self) -> Path:
+        import hashlib
+
+        key = str(self.path.resolve()) if self.path else "untitled"
+        return recovery_dir() / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+
+    def autosave(self) -> None:
+        """While there are unsaved changes, keep a copy where the next start will find it."""
+        if self.modified():
+            target = self.recovery_path()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nodegraph.save(self.workflow, target)
+
+    def _discard_recovery(self) -> None:
+        self.recovery_path().unlink(missing_ok=True)
+
+    def _offer_recovery(self) -> None:
+        target = self.recovery_path()
+        if not target.is_file():
+            return
+        import datetime
+
+        when = datetime.datetime.fromtimestamp(target.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        name = self.path.name if self.path else "an untitled workflow"
+        if self.confirm("Recover unsaved work", f"Restore the unsaved changes to {name} from {when}?"):
+            try:
+                recovered = nodegraph.loads(target.read_text(encoding="utf-8"), strict=False)
+            except (OSError, nodegraph.NodegraphError) as e:
+                self._warn(f"the recovery file could not be read: {e}")
+                return
+            recovered.base_dir = self.workflow.base_dir
+            self.scene.workflow = recovered
+            self.scene.rebuild()
+            self._snapshot = recovered.dumps()  # modified against saved_text: the title shows it
+        else:
+            self._discard_recovery()
 
     def modified(self) -> bool:
         return self.workflow.dumps() != self.saved_text
@@ -631,6 +687,8 @@ class MainWindow(QMainWindow):
             return True
         answer = QMessageBox.question(self, "Unsaved changes", "Save the workflow first?",
                                       QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+        if answer == QMessageBox.Discard:
+            self._discard_recovery()
         return answer == QMessageBox.Discard or (answer == QMessageBox.Save and self.save_file())
 
     def closeEvent(self, event) -> None:
@@ -641,4 +699,6 @@ class MainWindow(QMainWindow):
         self.runner.wait(5)
         for signal in (self.scene.selectionChanged, self.scene.edited, self.scene.message):
             signal.disconnect()  # the scene emits while it is torn down; the window is gone by then
+        self._autosave.stop()
+        self._discard_recovery()  # closed on purpose: nothing to recover
         event.accept()

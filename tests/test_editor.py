@@ -242,3 +242,30 @@ def test_tab_and_double_click_open_a_quick_add_search_at_the_cursor(qtbot, windo
     node = next(n for n in window.workflow.nodes.values() if n.type == "image.invert")
     where = window.view.mapToScene(spot)
     assert (node.position[0], node.position[1]) == (round(where.x(), 1), round(where.y(), 1))
+
+
+def test_after_a_crash_the_next_start_offers_the_autosaved_changes(qtbot, tmp_path):
+    import shutil
+
+    path = tmp_path / "w.json"
+    shutil.copy(EXAMPLE, path)
+    first = MainWindow(str(path), engine=nodegraph.Engine(device="cpu"), confirm=lambda *a: True)
+    first.set_param("thumb", "width", 77)
+    first.autosave()  # what the 30-second timer does
+    assert first.recovery_path().is_file()
+    crashed_text = first.workflow.dumps()
+    first.deleteLater()  # no closeEvent: as if the process had died
+
+    questions = []
+    second = MainWindow(str(path), engine=nodegraph.Engine(device="cpu"),
+                        confirm=lambda title, text: questions.append(text) or True)
+    assert len(questions) == 1 and "w.json" in questions[0]
+    assert second.workflow.nodes["thumb"].params["width"] == 77 and second.workflow.dumps() == crashed_text
+    assert second.modified() and second.windowTitle().startswith("w.json *")
+    assert second.save_file() and not second.recovery_path().exists()
+    assert nodegraph.load(path).nodes["thumb"].params["width"] == 77
+    second.close()
+
+    declined = MainWindow(str(path), engine=nodegraph.Engine(device="cpu"), confirm=lambda *a: False)
+    assert not declined.modified()
+    declined.close()
