@@ -165,6 +165,7 @@ class GraphScene(QGraphicsScene):
         self.workflow = workflow
         self.nodes: dict[str, NodeItem] = {}
         self.links: list[LinkItem] = []
+        self._linked: dict[str, set[str]] = {}  # node id -> inputs fed by a link (links change only via rebuild)
         self._drag: LinkItem | None = None
         self.rebuild()
 
@@ -174,6 +175,9 @@ class GraphScene(QGraphicsScene):
         self.clearSelection()  # before the items go: listeners must not see items of a replaced workflow
         self.clear()
         self.nodes, self.links = {}, []
+        self._linked = {}
+        for link in self.workflow.links:
+            self._linked.setdefault(link.target, set()).add(link.input)
         for node in self.workflow.nodes.values():
             node_type = self.workflow.registry.get(node.type)
             if node_type is None:
@@ -191,7 +195,7 @@ class GraphScene(QGraphicsScene):
                 self.links.append(item)
 
     def linked_inputs(self, node_id: str) -> set[str]:
-        return {l.input for l in self.workflow.links if l.target == node_id}
+        return self._linked.get(node_id, set())
 
     def node_moved(self, item: NodeItem) -> None:
         if item.node_id in self.workflow.nodes:
