@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 
-def main(path: str | None = None, output_dir: str = "output", device: str = "auto") -> int:
+def main(path: str | None = None, output_dir: str | None = None, device: str | None = None) -> int:
+    """Open the editor; ``output_dir`` and ``device`` override the saved settings for this session."""
     from PySide6.QtWidgets import QApplication
 
     import nodegraph
@@ -14,6 +15,11 @@ def main(path: str | None = None, output_dir: str = "output", device: str = "aut
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("nodegraph")
-    window = MainWindow(path, engine=nodegraph.Engine(device=device), output_dir=output_dir)
+    engine = None
+    if device:
+        from .preferences import Preferences
+
+        engine = nodegraph.Engine(device=device, cache_bytes=int(Preferences().cache_gib() * 1024**3))
+    window = MainWindow(path, engine=engine, output_dir=output_dir)
     window.show()
     return app.exec()

@@ -7,15 +7,18 @@ says why in the status bar. The scene mirrors the workflow; ``rebuild`` redraws 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPainterPathStroker, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene, QGraphicsView
 
 from nodegraph import LinkError, NodegraphError, compatible
 
 from . import theme
+from .layout_items import GroupItem, RerouteItem
 
 NODE_WIDTH, TITLE_HEIGHT, ROW_HEIGHT, SOCKET_RADIUS = 210.0, 24.0, 20.0, 5.5
+THUMB_HEIGHT = 120.0  # the picture an output node (or a running sampler) shows under its rows
+LOD_TEXT = 0.3  # below this zoom, nodes are drawn without text (it would be under 4 px high)
 
 
 class SocketItem(QGraphicsItem):
@@ -67,7 +70,8 @@ class NodeItem(QGraphicsItem):
         for i, param in enumerate(node_type.params):
             self.inputs[param.name] = SocketItem(self, param.name, str(param.type), False,
                                                  first_param + i * ROW_HEIGHT, param=True)
-        self.height = first_param + len(node_type.params) * ROW_HEIGHT - ROW_HEIGHT / 2 + 8
+        self.base_height = self.height = first_param + len(node_type.params) * ROW_HEIGHT - ROW_HEIGHT / 2 + 8
+        self.thumbnail: QPixmap | None = None
         self.setPos(*node.position)
         self.setZValue(1)
 
@@ -78,18 +82,30 @@ class NodeItem(QGraphicsItem):
     def boundingRect(self) -> QRectF:
         return QRectF(-2, -2, NODE_WIDTH + 4, self.height + 4)
 
+    def set_thumbnail(self, pixmap: QPixmap | None) -> None:
+        self.prepareGeometryChange()
+        self.thumbnail = None if pixmap is None else pixmap.scaled(
+            int(NODE_WIDTH - 16), int(THUMB_HEIGHT), Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        self.height = self.base_height + (THUMB_HEIGHT + 8 if pixmap is not None else 0)
+        self.update()
+
     def paint(self, painter: QPainter, option, widget=None) -> None:
         node, selected = self.node, self.isSelected()
         body = QRectF(0, 0, NODE_WIDTH, self.height)
         painter.setPen(QPen(QColor("#f0c040") if selected else QColor(theme.STATE_COLORS[self.state]),
                             2.5 if selected or self.state != "clean" else 1))
         painter.setBrush(QColor(theme.NODE_BODY))
-        painter.drawRoundedRect(body, 6, 6)
-        title = QPainterPath()
-        title.addRoundedRect(QRectF(0, 0, NODE_WIDTH, TITLE_HEIGHT), 6, 6)
         color = theme.category_color(self.node_type.category)
         if node.mode != "active":
             color = QColor("#555555") if node.mode == "muted" else QColor("#6e4a7a")
+        if option.levelOfDetailFromTransform(painter.worldTransform()) < LOD_TEXT:
+            painter.drawRect(body)  # zoomed far out: text would be unreadable, so only shapes and pictures
+            painter.fillRect(QRectF(0, 0, NODE_WIDTH, TITLE_HEIGHT), color)
+            self._paint_thumbnail(painter)
+            return
+        painter.drawRoundedRect(body, 6, 6)
+        title = QPainterPath()
+        title.addRoundedRect(QRectF(0, 0, NODE_WIDTH, TITLE_HEIGHT), 6, 6)
         painter.fillPath(title, color)
         painter.setPen(QColor(theme.TEXT))
         bold = QFont()
@@ -112,6 +128,13 @@ class NodeItem(QGraphicsItem):
             painter.setPen(QColor(theme.TEXT) if not sock.param else QColor("#b8b8b8"))
             painter.drawText(QRectF(12, sock.y() - ROW_HEIGHT / 2, NODE_WIDTH - 24, ROW_HEIGHT),
                              Qt.AlignVCenter | Qt.AlignLeft, text)
+        self._paint_thumbnail(painter)
+
+    def _paint_thumbnail(self, painter: QPainter) -> None:
+        if self.thumbnail is not None:
+            x = (NODE_WIDTH - self.thumbnail.width()) / 2
+            painter.drawPixmap(QPointF(x, self.base_height + (THUMB_HEIGHT - self.thumbnail.height()) / 2),
+                               self.thumbnail)
 
     def set_state(self, state: str, message: str = "", progress: float | None = None) -> None:
         self.state, self.message, self.progress = state, message, progress
@@ -134,23 +157,68 @@ def _short(value) -> str:
 
 
 class LinkItem(QGraphicsPathItem):
-    """A curved link coloured by the type it carries."""
+    """A curved link coloured by the type it carries, drawn through its reroute points (if any); a
+    double-click on it adds a reroute point there."""
 
-    def __init__(self, source: SocketItem, target: SocketItem | None = None):
+    def __init__(self, source: SocketItem, target: SocketItem | None = None, via=()):
         super().__init__()
         self.source, self.target = source, target
+        self.via = [QPointF(x, y) for x, y in via]
         self.setPen(QPen(theme.port_color(source.type_name), 2.2))
         self.setZValue(0)
         if target is not None:  # a link being dragged is drawn to the cursor by update_path(end)
             self.update_path()
 
+    def graph(self) -> "GraphScene":
+        return self.scene()
+
+    def points(self, end: QPointF | None = None) -> list[QPointF]:
+        return [self.source.anchor(), *self.via, end if end is not None else self.target.anchor()]
+
     def update_path(self, end: QPointF | None = None) -> None:
-        start = self.source.anchor()
-        end = end if end is not None else self.target.anchor()
-        dx = max(abs(end.x() - start.x()) * 0.5, 40)
-        path = QPainterPath(start)
-        path.cubicTo(start + QPointF(dx, 0), end - QPointF(dx, 0), end)
+        points = self.points(end)
+        path = QPainterPath(points[0])
+        for a, b in zip(points, points[1:]):
+            dx = max(abs(b.x() - a.x()) * 0.5, 40)
+            path.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
         self.setPath(path)
+
+    def shape(self) -> QPainterPath:
+        """The stroke itself (not the area a curve encloses), so clicks beside a link reach the canvas."""
+        stroker = QPainterPathStroker()
+        stroker.setWidth(10)
+        return stroker.createStroke(self.path())
+
+    def samples(self, per_segment: int = 24) -> list[QPointF]:
+        """Points along the drawn curve (for hit tests against a cut line or a click)."""
+        path = self.path()
+        n = max(1, path.elementCount() // 3) * per_segment
+        return [path.pointAtPercent(i / n) for i in range(n + 1)]
+
+    def segment_at(self, pos: QPointF) -> int:
+        """Which stretch between consecutive points (0 = from the output) passes closest to ``pos``."""
+        points = self.points()
+        best, best_d = 0, float("inf")
+        for i, (a, b) in enumerate(zip(points, points[1:])):
+            piece = QPainterPath(a)
+            dx = max(abs(b.x() - a.x()) * 0.5, 40)
+            piece.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
+            for k in range(25):
+                p = piece.pointAtPercent(k / 24)
+                d = (p.x() - pos.x()) ** 2 + (p.y() - pos.y()) ** 2
+                if d < best_d:
+                    best, best_d = i, d
+        return best
+
+    def move_point(self, index: int, pos: QPointF) -> None:
+        self.via[index] = QPointF(pos)
+        self.update_path()
+        self.graph().workflow.set_route(self.target.node.node_id, self.target.name,
+                                        [(p.x(), p.y()) for p in self.via])
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        self.graph().add_reroute(self, event.scenePos())
+        event.accept()
 
 
 class GraphScene(QGraphicsScene):
@@ -158,6 +226,7 @@ class GraphScene(QGraphicsScene):
 
     edited = Signal()  # the workflow changed (structure, parameters or layout)
     message = Signal(str)  # a sentence for the status bar (a refused link, ...)
+    rename_group = Signal(str)  # a group's title was double-clicked: the window asks for the new title
 
     def __init__(self, workflow, parent=None):
         super().__init__(parent)
@@ -165,6 +234,8 @@ class GraphScene(QGraphicsScene):
         self.workflow = workflow
         self.nodes: dict[str, NodeItem] = {}
         self.links: list[LinkItem] = []
+        self.groups: dict[str, GroupItem] = {}
+        self.thumbnails: dict[str, QPixmap] = {}  # node id -> its last picture (kept across rebuilds)
         self._linked: dict[str, set[str]] = {}  # node id -> inputs fed by a link (links change only via rebuild)
         self._drag: LinkItem | None = None
         self.rebuild()
@@ -174,7 +245,7 @@ class GraphScene(QGraphicsScene):
         states = {k: (v.state, v.message) for k, v in self.nodes.items()}
         self.clearSelection()  # before the items go: listeners must not see items of a replaced workflow
         self.clear()
-        self.nodes, self.links = {}, []
+        self.nodes, self.links, self.groups = {}, [], {}
         self._linked = {}
         for link in self.workflow.links:
             self._linked.setdefault(link.target, set()).add(link.input)
@@ -187,12 +258,29 @@ class GraphScene(QGraphicsScene):
             self.nodes[node.id] = item
             if node.id in states:
                 item.set_state(*states[node.id])
+            if node.id in self.thumbnails:
+                item.set_thumbnail(self.thumbnails[node.id])
         for link in self.workflow.links:
             src, dst = self.nodes.get(link.source), self.nodes.get(link.target)
             if src and dst and link.output in src.outputs and link.input in dst.inputs:
-                item = LinkItem(src.outputs[link.output], dst.inputs[link.input])
+                item = LinkItem(src.outputs[link.output], dst.inputs[link.input], link.via)
                 self.addItem(item)
                 self.links.append(item)
+                for i, point in enumerate(item.via):
+                    self.addItem(RerouteItem(item, i, point))
+        for group_id in self.workflow.groups:
+            self.groups[group_id] = GroupItem(self, group_id)
+            self.addItem(self.groups[group_id])
+
+    def set_thumbnail(self, node_id: str, pixmap: QPixmap | None) -> None:
+        """Show a picture on the node (an output's last image, a sampler's preview)."""
+        if pixmap is None:
+            self.thumbnails.pop(node_id, None)
+        else:
+            self.thumbnails[node_id] = pixmap
+        if node_id in self.nodes:
+            self.nodes[node_id].set_thumbnail(pixmap)
+            self.node_moved(self.nodes[node_id])  # its height changed: frames and links follow
 
     def linked_inputs(self, node_id: str) -> set[str]:
         return self._linked.get(node_id, set())
@@ -203,6 +291,9 @@ class GraphScene(QGraphicsScene):
         for link in self.links:
             if item in (link.source.node, link.target.node):
                 link.update_path()
+        for group in self.groups.values():
+            if item.node_id in group.group.nodes:
+                group.refresh()
 
     def set_state(self, node_id: str, state: str, message: str = "", progress: float | None = None) -> None:
         if node_id in self.nodes:
@@ -210,6 +301,9 @@ class GraphScene(QGraphicsScene):
 
     def selected_node_ids(self) -> list[str]:
         return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
+
+    def selected_group_ids(self) -> list[str]:
+        return [i.group_id for i in self.selectedItems() if isinstance(i, GroupItem)]
 
     # ----- edits ---------------------------------------------------------------------------------
     def add_node(self, type_id: str, position: QPointF) -> str:
@@ -220,12 +314,78 @@ class GraphScene(QGraphicsScene):
         return node.id
 
     def delete_selected(self) -> None:
-        ids = self.selected_node_ids()
+        """Delete the selected nodes, and the selected frames and reroute points (never what a frame holds)."""
+        ids, groups = self.selected_node_ids(), self.selected_group_ids()
+        reroutes = [i for i in self.selectedItems() if isinstance(i, RerouteItem)]
         for node_id in ids:
             self.workflow.remove_node(node_id)
-        if ids:
+        for group_id in groups:
+            self.workflow.remove_group(group_id)
+        for link in {r.link for r in reroutes if r.link.target.node.node_id not in ids}:
+            keep = [p for i, p in enumerate(link.via) if not any(r.link is link and r.index == i for r in reroutes)]
+            self.workflow.set_route(link.target.node.node_id, link.target.name, [(p.x(), p.y()) for p in keep])
+        if ids or groups or reroutes:
             self.rebuild()
             self.edited.emit()
+
+    def group_selected(self, title: str = "Group") -> str | None:
+        """Put a frame around the selected nodes (taking them out of any frame they were in)."""
+        ids = self.selected_node_ids()
+        if not ids:
+            return None
+        for group in list(self.workflow.groups.values()):
+            group.nodes = [n for n in group.nodes if n not in ids]
+        group = self.workflow.add_group(title, ids)
+        self.rebuild()
+        self.groups[group.id].setSelected(True)
+        self.edited.emit()
+        return group.id
+
+    def ungroup_selected(self) -> None:
+        """Remove the selected frames, and the frames of the selected nodes; the nodes stay."""
+        ids = set(self.selected_node_ids())
+        doomed = set(self.selected_group_ids()) | {g.id for g in self.workflow.groups.values() if ids & set(g.nodes)}
+        for group_id in doomed:
+            self.workflow.remove_group(group_id)
+        if doomed:
+            self.rebuild()
+            self.edited.emit()
+
+    def set_group_title(self, group_id: str, title: str) -> None:
+        self.workflow.groups[group_id].title = title
+        self.groups[group_id].update()
+        self.edited.emit()
+
+    def add_reroute(self, link: LinkItem, pos: QPointF) -> None:
+        index = link.segment_at(pos)
+        via = [(p.x(), p.y()) for p in link.via]
+        via.insert(index, (pos.x(), pos.y()))
+        self.workflow.set_route(link.target.node.node_id, link.target.name, via)
+        self.rebuild()
+        self.edited.emit()
+
+    def remove_reroute(self, reroute: RerouteItem) -> None:
+        link = reroute.link
+        via = [(p.x(), p.y()) for i, p in enumerate(link.via) if i != reroute.index]
+        self.workflow.set_route(link.target.node.node_id, link.target.name, via)
+        self.rebuild()
+        self.edited.emit()
+
+    def cut_links(self, stroke: list[QPointF]) -> int:
+        """Disconnect every link the stroke (a polyline in scene coordinates) crosses; how many were cut."""
+        lines = [QLineF(a, b) for a, b in zip(stroke, stroke[1:])]
+        cut = []
+        for link in self.links:
+            points = link.samples()
+            pieces = [QLineF(a, b) for a, b in zip(points, points[1:])]
+            if any(line.intersects(piece)[0] == QLineF.BoundedIntersection for line in lines for piece in pieces):
+                cut.append(link)
+        for link in cut:
+            self.workflow.disconnect(link.target.node.node_id, link.target.name)
+        if cut:
+            self.rebuild()
+            self.edited.emit()
+        return len(cut)
 
     def connect_sockets(self, a: SocketItem, b: SocketItem) -> bool:
         """Link two sockets (in either drag direction) through the workflow, or say why not."""
@@ -301,11 +461,16 @@ def _t(name: str):
     return PortType(name)
 
 
+NODE_MIME = "application/x-nodegraph-node-type"  # what the palette drags: a node type id
+
+
 class GraphView(QGraphicsView):
     """Zoom with the wheel, pan with the middle button, F or Home fits everything in view; Tab, Shift+A or a
-    double-click on empty canvas asks for a quick-add search at the cursor."""
+    double-click on empty canvas asks for a quick-add search at the cursor; Ctrl + right-drag cuts the
+    links it crosses (as in Blender); a node type dragged from the palette is added where it is dropped."""
 
     quick_add = Signal(QPointF)  # scene position where a new node should go
+    drop_node = Signal(str, QPointF)  # node type id, scene position
 
     def __init__(self, scene: GraphScene, parent=None):
         super().__init__(scene, parent)
@@ -313,7 +478,10 @@ class GraphView(QGraphicsView):
         self.setDragMode(QGraphicsView.RubberBandDrag)
         self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
         self.setViewportUpdateMode(QGraphicsView.SmartViewportUpdate)
+        self.setAcceptDrops(True)
         self._pan = None
+        self._cut: list[QPointF] | None = None
+        self._cut_item: QGraphicsPathItem | None = None
 
     def wheelEvent(self, event) -> None:
         factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
@@ -324,6 +492,14 @@ class GraphView(QGraphicsView):
             self._pan = event.position()
             self.setCursor(Qt.ClosedHandCursor)
             return
+        if event.button() == Qt.RightButton and event.modifiers() & Qt.ControlModifier:
+            self._cut = [self.mapToScene(event.position().toPoint())]
+            self._cut_item = QGraphicsPathItem()
+            self._cut_item.setPen(QPen(QColor("#ff5252"), 1.5, Qt.DashLine))
+            self._cut_item.setZValue(10)
+            self.scene().addItem(self._cut_item)
+            self.setCursor(Qt.CrossCursor)
+            return
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event) -> None:
@@ -333,6 +509,13 @@ class GraphView(QGraphicsView):
             self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
             return
+        if self._cut is not None:
+            self._cut.append(self.mapToScene(event.position().toPoint()))
+            path = QPainterPath(self._cut[0])
+            for point in self._cut[1:]:
+                path.lineTo(point)
+            self._cut_item.setPath(path)
+            return
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event) -> None:
@@ -340,7 +523,35 @@ class GraphView(QGraphicsView):
             self._pan = None
             self.setCursor(Qt.ArrowCursor)
             return
+        if event.button() == Qt.RightButton and self._cut is not None:
+            stroke, self._cut = self._cut + [self.mapToScene(event.position().toPoint())], None
+            self.scene().removeItem(self._cut_item)
+            self._cut_item = None
+            self.setCursor(Qt.ArrowCursor)
+            self.scene().cut_links(stroke)
+            return
         super().mouseReleaseEvent(event)
+
+    # ----- a node type dragged from the palette ---------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasFormat(NODE_MIME):
+            event.acceptProposedAction()
+        else:
+            event.ignore()  # files dropped on the canvas go to the window, which opens them
+
+    def dragMoveEvent(self, event) -> None:
+        if event.mimeData().hasFormat(NODE_MIME):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        if not event.mimeData().hasFormat(NODE_MIME):
+            event.ignore()
+            return
+        type_id = bytes(event.mimeData().data(NODE_MIME)).decode()
+        self.drop_node.emit(type_id, self.mapToScene(event.position().toPoint()))
+        event.acceptProposedAction()
 
     def _cursor_scene_pos(self) -> QPointF:
         from PySide6.QtGui import QCursor

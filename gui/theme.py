@@ -18,6 +18,7 @@ STATE_COLORS = {
     "skipped": "#4a4a4a",
 }
 BACKGROUND, GRID, NODE_BODY, TEXT = "#202226", "#2a2d31", "#2f3236", "#e8e8e8"
+GROUP_COLOR = "#5b7a99"  # a frame without a colour of its own
 
 
 def port_color(type_name: str) -> QColor:

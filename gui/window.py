@@ -1,93 +1,39 @@
-"""The main window: canvas, palette, inspector, preview, log, and the run controls."""
+"""The main window: canvas, palette, inspector, viewer, log, the menus and the run controls."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence, QPixmap, QUndoCommand, QUndoStack
+from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDialog, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-    QListWidgetItem, QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QTreeWidget, QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
+    QCheckBox, QComboBox, QDialog, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog,
+    QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QTreeWidgetItem,
+    QVBoxLayout, QWidget,
 )
 
 import nodegraph
 from nodegraph import models
-from nodegraph.imaging import to_pil
 
 from .canvas import GraphScene, GraphView
+from .palette import PaletteTree, QuickAdd, best_match
+from .preferences import Preferences, SettingsDialog
 from .runner import Runner
+from .shortcuts import ShortcutsDialog
+from .viewer import ImageViewer, to_pixmap
 
 INT32 = 2**31 - 1
 
 
-def best_match(text: str, node_types):
-    """The node type a search means (see :func:`ranked`)."""
-    matches = ranked(text, node_types)
-    return matches[0] if matches else None
+def _first_picture(values: dict):
+    """The first IMAGE or MASK among a node's outputs, or None."""
+    import torch
 
-
-def ranked(text: str, node_types) -> list:
-    """Node types matching a search, best first: exact title, then title prefix, then all words in the
-    title, then in the id, then anywhere in the description."""
-    query = " ".join(text.lower().split())
-    if not query:
-        return []
-    words = query.split()
-
-    def rank(t):
-        title = t.title.lower()
-        if title == query:
-            return 0
-        if title.startswith(query):
-            return 1
-        if all(w in title for w in words):
-            return 2
-        if all(w in t.id for w in words):
-            return 3
-        if all(w in f"{title} {t.category} {t.description}".lower() for w in words):
-            return 4
-        return None
-
-    scored = sorted((r, len(t.title), t.title, t.id) for t in node_types if (r := rank(t)) is not None)
-    by_id = {t.id: t for t in node_types}
-    return [by_id[entry[-1]] for entry in scored]
-
-
-class QuickAdd(QDialog):
-    """The search that Tab, Shift+A or a double-click opens at the cursor: type, Enter adds the first match."""
-
-    def __init__(self, window: "MainWindow", scene_pos: QPointF):
-        super().__init__(window, Qt.Popup)
-        self.window_, self.scene_pos = window, scene_pos
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        self.edit = QLineEdit(placeholderText="add a node…")
-        self.list = QListWidget()
-        layout.addWidget(self.edit)
-        layout.addWidget(self.list)
-        self.resize(320, 280)
-        self.edit.textChanged.connect(self._fill)
-        self.edit.returnPressed.connect(self._add_current)
-        self.list.itemActivated.connect(lambda _item: self._add_current())
-        self._fill("")
-
-    def _fill(self, text: str) -> None:
-        self.list.clear()
-        for node_type in ranked(text, nodegraph.REGISTRY.all())[:15]:
-            item = QListWidgetItem(f"{node_type.title}   ({node_type.category})")
-            item.setData(Qt.UserRole, node_type.id)
-            self.list.addItem(item)
-        self.list.setCurrentRow(0)
-
-    def _add_current(self) -> None:
-        item = self.list.currentItem()
-        if item is not None:
-            self.window_.scene.add_node(item.data(Qt.UserRole), self.scene_pos)
-        self.close()
+    for value in values.values():
+        if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
+            return value
+    return None
 
 
 class Snapshot(QUndoCommand):
@@ -118,14 +64,17 @@ def recovery_dir() -> Path:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, path: str | None = None, engine: nodegraph.Engine | None = None, output_dir: str = "output",
-                 confirm=None):
+    def __init__(self, path: str | None = None, engine: nodegraph.Engine | None = None, output_dir: str | None = None,
+                 confirm=None, ask_text=None):
         super().__init__()
-        # confirm(title, question) -> bool; a dialog for people, replaceable where no one is there to answer
+        # confirm(title, question) -> bool and ask_text(title, label, text) -> str | None: dialogs for people,
+        # replaceable where no one is there to answer
         self.confirm = confirm or (lambda title, text: QMessageBox.question(self, title, text) == QMessageBox.Yes)
+        self.ask_text = ask_text or self._ask_text
         self.resize(1500, 900)
-        self.output_dir = output_dir
-        self.runner = Runner(engine or nodegraph.Engine())
+        self.prefs = Preferences()
+        self.output_dir = output_dir or self.prefs.output_dir()
+        self.runner = Runner(engine or self._new_engine())
         self.runner.event.connect(self._on_event)
         self.runner.done.connect(self._on_done)
         self.last_result: nodegraph.RunResult | None = None
@@ -134,8 +83,7 @@ class MainWindow(QMainWindow):
         self.saved_text = ""
         self.undo_stack = QUndoStack(self)
         self._snapshot = ""
-        self.settings = QSettings("nodegraph", "editor")
-        self.live = self.settings.value("live_mode", False, type=bool)
+        self.live = self.prefs.live_mode()
         self._live_timer = QTimer(self, singleShot=True, interval=300)  # debounce: one run per pause in editing
         self._live_timer.timeout.connect(self._live_run)
         self._live_pending = False
@@ -146,6 +94,7 @@ class MainWindow(QMainWindow):
         self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
         self.view.quick_add.connect(self.open_quick_add)
+        self.view.drop_node.connect(lambda type_id, pos: self.scene.add_node(type_id, pos))
         self.setCentralWidget(self.view)
         self._build_docks()
         self._build_actions()
@@ -160,14 +109,13 @@ class MainWindow(QMainWindow):
         palette = QWidget()
         layout = QVBoxLayout(palette)
         self.search = QLineEdit(placeholderText="search nodes (Enter adds)")
-        self.tree = QTreeWidget()
-        self.tree.setHeaderHidden(True)
+        self.tree = PaletteTree()
         layout.addWidget(self.search)
         layout.addWidget(self.tree)
-        self.search.textChanged.connect(self._fill_palette)
+        self.search.textChanged.connect(self.tree.fill)
         self.search.returnPressed.connect(self._add_first_match)
         self.tree.itemActivated.connect(lambda item, _col: self._add_from_palette(item))
-        self._fill_palette("")
+        self.tree.fill("")
         self._dock("Nodes", palette, Qt.LeftDockWidgetArea)
 
         self.inspector = QWidget()
@@ -179,14 +127,13 @@ class MainWindow(QMainWindow):
 
         preview = QWidget()
         pl = QVBoxLayout(preview)
-        self.preview_image = QLabel("run the workflow to see pictures here")
-        self.preview_image.setAlignment(Qt.AlignCenter)
-        self.preview_image.setMinimumSize(320, 240)
+        self.viewer = ImageViewer(workflow_text=lambda: self.workflow.dumps())
+        self.viewer.setMinimumSize(320, 240)
         self.preview_text = QLabel("")
         self.preview_text.setWordWrap(True)
-        pl.addWidget(self.preview_image, 1)
+        pl.addWidget(self.viewer, 1)
         pl.addWidget(self.preview_text)
-        preview_dock = self._dock("Preview", preview, Qt.RightDockWidgetArea)
+        preview_dock = self._dock("Viewer", preview, Qt.RightDockWidgetArea)
 
         self.log = QPlainTextEdit(readOnly=True)
         self.log.setMaximumBlockCount(2000)
@@ -214,6 +161,8 @@ class MainWindow(QMainWindow):
         files = self.menuBar().addMenu("&File")
         action(files, "New", QKeySequence.New, self.new_file)
         action(files, "Open…", QKeySequence.Open, self.choose_file)
+        self.recent_menu = files.addMenu("Open Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
         action(files, "Save", QKeySequence.Save, self.save_file)
         action(files, "Save As…", QKeySequence.SaveAs, self.save_file_as)
         action(files, "Quit", QKeySequence.Quit, self.close)
@@ -236,8 +185,16 @@ class MainWindow(QMainWindow):
         action(edit, "Duplicate", "Ctrl+D", lambda: self.paste(self.selection_text()))
         action(edit, "Mute / unmute", "Ctrl+M", lambda: self.toggle_mode("muted"))
         action(edit, "Bypass / unbypass", "Ctrl+B", lambda: self.toggle_mode("bypassed"))
+        edit.addSeparator()
+        action(edit, "Frame selected nodes", "Ctrl+G", lambda: self.scene.group_selected())
+        action(edit, "Remove frame", "Ctrl+Shift+G", self.scene.ungroup_selected)
+        edit.addSeparator()
+        action(edit, "Settings…", QKeySequence.Preferences if not QKeySequence(QKeySequence.Preferences).isEmpty()
+               else "Ctrl+,", self.open_settings)
         view = self.menuBar().addMenu("&View")
         action(view, "Zoom to fit", "F", self.view.fit_all)
+        help_ = self.menuBar().addMenu("&Help")
+        action(help_, "Keyboard shortcuts", "F1", self.show_shortcuts)
 
     # ----- the workflow and its file ----------------------------------------------------------------
     @property
@@ -250,6 +207,7 @@ class MainWindow(QMainWindow):
         self.scene.edited.connect(self._after_edit, Qt.UniqueConnection)
         self.scene.message.connect(self.statusBar().showMessage, Qt.UniqueConnection)
         self.scene.selectionChanged.connect(self._show_selection, Qt.UniqueConnection)
+        self.scene.rename_group.connect(self.rename_group, Qt.UniqueConnection)
         self.path, self.saved_text = path, workflow.dumps()
         self._snapshot = self.saved_text
         self.undo_stack.clear()
@@ -267,6 +225,7 @@ class MainWindow(QMainWindow):
         for problem in workflow.problems:
             self.log.appendPlainText(f"{path}: {problem}")
         self._set_workflow(workflow, Path(path) if not str(path).lower().endswith(".png") else None)
+        self.prefs.add_recent(path)
         return True
 
     def choose_file(self) -> None:
@@ -296,7 +255,10 @@ class MainWindow(QMainWindow):
             return False
         self.path = Path(path)
         self.workflow.base_dir = self.path.parent
-        return self.save_file()
+        if not self.save_file():
+            return False
+        self.prefs.add_recent(self.path)
+        return True
 
     # ----- autosave and recovery after a crash ------------------------------------------------------
     def recovery_path(self) -> Path:
@@ -348,22 +310,6 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text)
 
     # ----- palette -------------------------------------------------------------------------------
-    def _fill_palette(self, text: str) -> None:
-        self.tree.clear()
-        words = text.lower().split()
-        groups: dict[str, QTreeWidgetItem] = {}
-        for node_type in nodegraph.REGISTRY.all():
-            haystack = f"{node_type.title} {node_type.id} {node_type.category} {node_type.description}".lower()
-            if not all(w in haystack for w in words):
-                continue
-            group = groups.get(node_type.category)
-            if group is None:
-                group = groups[node_type.category] = QTreeWidgetItem(self.tree, [node_type.category])
-            item = QTreeWidgetItem(group, [node_type.title])
-            item.setData(0, Qt.UserRole, node_type.id)
-            item.setToolTip(0, f"{node_type.id}\n{node_type.description}")
-        self.tree.expandAll()
-
     def open_quick_add(self, scene_pos: QPointF) -> QuickAdd:
         popup = QuickAdd(self, scene_pos)
         popup.move(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)))
@@ -502,7 +448,7 @@ class MainWindow(QMainWindow):
     def set_live(self, on: bool) -> None:
         self.live = on
         self.live_action.setChecked(on)
-        self.settings.setValue("live_mode", on)
+        self.prefs.set(live_mode=on)
         if on:
             self._live_timer.start()
 
@@ -612,8 +558,9 @@ class MainWindow(QMainWindow):
             self.scene.set_state(event.node, "running", "", event.fraction)
             if event.preview is not None:
                 self.previews[event.node] = event.preview
+                self.scene.set_thumbnail(event.node, to_pixmap(event.preview))  # the sampler shows its steps
                 if event.node in self.scene.selected_node_ids() or not self.scene.selected_node_ids():
-                    self._show_image(event.preview)
+                    self.viewer.show_image(event.preview)
         elif event.kind == "finished":
             self.scene.set_state(event.node, "clean")
         elif event.kind == "cached":
@@ -637,12 +584,24 @@ class MainWindow(QMainWindow):
             self.log.appendPlainText(f"ran {node_id}: {reason}")
         for path in result.files:
             self.log.appendPlainText(f"wrote {path}")
+        self._update_thumbnails(result)
         summary = (f"{len(result.executed)} ran, {len(result.cached)} cached"
                    if result.status == "ok" else f"{result.status}: {result.error or ''}")
         self.statusBar().showMessage(summary)
         ids = self.scene.selected_node_ids()
         self._show_outputs(ids[0] if ids else self._last_output_node(result))
         self._mark_dirty()
+
+    def _update_thumbnails(self, result) -> None:
+        """Output nodes (and nodes that showed previews) get the last picture they made drawn on them."""
+        for node_id in list(result.outputs):
+            node = self.workflow.nodes.get(node_id)
+            node_type = self.workflow.registry.get(node.type) if node else None
+            if node_type is None or not (node_type.output or node_id in self.previews):
+                continue
+            image = _first_picture(result.outputs[node_id])
+            self.scene.set_thumbnail(node_id, to_pixmap(image) if image is not None else None)
+        self.previews.clear()
 
     def _last_output_node(self, result) -> str | None:
         outputs = [n for n in result.outputs if n in self.workflow.nodes
@@ -651,23 +610,58 @@ class MainWindow(QMainWindow):
 
     def _show_outputs(self, node_id: str | None) -> None:
         """Show the node's first picture, or its text, from the last run."""
-        import torch
-
         values = (self.last_result.outputs.get(node_id, {}) if self.last_result and node_id else {}) or {}
-        for value in values.values():
-            if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
-                self._show_image(value if value.shape[1] == 3 else value.expand(-1, 3, -1, -1))
-                break
+        image = _first_picture(values)
+        if image is not None:
+            self.viewer.show_image(image)
         texts = [f"{k}: {v}" for k, v in values.items() if isinstance(v, (str, float, int))]
         self.preview_text.setText("\n".join(texts))
 
-    def _show_image(self, image) -> None:
-        picture = to_pil(image[:1])[0]
-        data = picture.tobytes("raw", "RGB")
-        qimage = QImage(data, picture.width, picture.height, 3 * picture.width, QImage.Format_RGB888).copy()
-        pixmap = QPixmap.fromImage(qimage)
-        self.preview_image.setPixmap(pixmap.scaled(self.preview_image.size(), Qt.KeepAspectRatio,
-                                                   Qt.SmoothTransformation))
+    # ----- frames, recent files, settings, help --------------------------------------------------------
+    def _ask_text(self, title: str, label: str, text: str) -> str | None:
+        value, ok = QInputDialog.getText(self, title, label, text=text)
+        return value if ok else None
+
+    def rename_group(self, group_id: str) -> None:
+        title = self.ask_text("Rename frame", "Title:", self.workflow.groups[group_id].title)
+        if title is not None and title != self.workflow.groups[group_id].title:
+            self.scene.set_group_title(group_id, title)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.prefs.recent_files():
+            act = self.recent_menu.addAction(path)
+            act.setEnabled(Path(path).exists())
+            act.triggered.connect(lambda _=False, p=path: self._may_discard() and self.open_file(p))
+        self.recent_menu.addSeparator()
+        self.recent_menu.addAction("Clear list", self.prefs.clear_recent)
+
+    def _new_engine(self) -> nodegraph.Engine:
+        return nodegraph.Engine(device=self.prefs.device(), cache_bytes=int(self.prefs.cache_gib() * 1024**3))
+
+    def open_settings(self, dialog: SettingsDialog | None = None) -> None:
+        dialog = dialog or SettingsDialog(self.prefs, self)
+        if dialog.exec() == QDialog.Accepted:
+            self.apply_settings(dialog)
+
+    def apply_settings(self, dialog: SettingsDialog) -> None:
+        """Store the dialog's choices; a new device or cache budget takes a new engine (its cache starts empty)."""
+        before = (self.prefs.device(), self.prefs.cache_gib())
+        dialog.save()
+        self.output_dir = self.prefs.output_dir()
+        self.set_live(self.prefs.live_mode())
+        if (self.prefs.device(), self.prefs.cache_gib()) != before:
+            if self.runner.busy:
+                self.runner.cancel()
+                self.runner.wait(10)
+            self.runner.engine = self._new_engine()
+            self._warn(f"engine now on {self.prefs.device()} with a {self.prefs.cache_gib():g} GiB cache "
+                       "(cached results were dropped)")
+        self._show_selection()  # model pickers list the folders' models
+        self._mark_dirty()
+
+    def show_shortcuts(self) -> None:
+        ShortcutsDialog(self).exec()
 
     # ----- open by dropping a workflow (.json, or a PNG this program wrote) on the window --------------
     def dragEnterEvent(self, event) -> None:

@@ -52,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
     edit = sub.add_parser("edit", help="open the editor (needs the gui extra: pip install 'nodegraph[gui]')")
     edit.add_argument("workflow", nargs="?", help="a workflow .json or a PNG this program saved")
-    edit.add_argument("--output-dir", default="output")
-    edit.add_argument("--device", default="auto")
+    edit.add_argument("--output-dir", help="where Save nodes write (default: the editor's setting, 'output')")
+    edit.add_argument("--device", help="cpu, cuda, mps or auto (default: the editor's setting, 'auto')")
     edit.set_defaults(func=_cmd_edit)
 
     nodes = sub.add_parser("nodes", help="list the node types")

@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -205,14 +206,27 @@ def _read_link(raw: Any, problems: list[Problem]) -> Link | None:
                 return node_id, port
         return None
 
-    if not isinstance(raw, dict) or set(raw) != {"from", "to"}:
+    if not isinstance(raw, dict) or not {"from", "to"} <= set(raw) <= {"from", "to", "via"}:
         problems.append(Problem(f"a link must be {{\"from\": \"node.output\", \"to\": \"node.input\"}}, got {raw!r:.80}"))
         return None
     src, dst = end(raw["from"]), end(raw["to"])
     if src is None or dst is None:
         problems.append(Problem(f"link ends must be written 'node.port', got {raw!r:.80}"))
         return None
-    return Link(src[0], src[1], dst[0], dst[1])
+    via = raw.get("via", [])
+    if not (isinstance(via, list) and len(via) <= MAX_REROUTES and all(_is_point(p) for p in via)):
+        problems.append(Problem(f"link {raw['from']} -> {raw['to']}: 'via' must be a list of at most "
+                                f"{MAX_REROUTES} [x, y] points"))
+        via = []
+    return Link(src[0], src[1], dst[0], dst[1], tuple(_position(p) for p in via))
+
+
+MAX_REROUTES = 64
+
+
+def _is_point(p: Any) -> bool:
+    return (isinstance(p, list) and len(p) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p))
 
 
 def _read_group(raw: Any, problems: list[Problem]) -> Group | None:

@@ -13,6 +13,24 @@ import numpy as np
 from PIL import Image
 
 
+def workflow_pnginfo(workflow_text: str):
+    """PNG text chunk 'workflow' (compressed): how a picture carries the graph that made it."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("workflow", workflow_text, zip=True)
+    return info
+
+
+def png_bytes(picture: Image.Image, workflow_text: str = "") -> bytes:
+    """A PNG file's bytes, with the workflow embedded when one is given."""
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG", **({"pnginfo": workflow_pnginfo(workflow_text)} if workflow_text else {}))
+    return buffer.getvalue()
+
+
 def to_pil(image) -> list[Image.Image]:
     """IMAGE tensor -> one RGB Pillow image per batch item."""
     array = _to_uint8(image)  # (B, C, H, W)

@@ -9,6 +9,7 @@ would refuse, and they bump ``revision`` so the engine knows when to re-plan.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -59,6 +60,8 @@ class Link:
     output: str
     target: str
     input: str
+    #: reroute points the editor draws the link through (layout only: not part of the link's identity)
+    via: tuple[tuple[float, float], ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         return f"{self.source}.{self.output} -> {self.target}.{self.input}"
@@ -194,6 +197,14 @@ class Workflow:
         self._touch()
         return link
 
+    def set_route(self, target: str, input: str, via) -> None:
+        """Draw the link into ``target.input`` through these reroute points (layout only: nothing re-runs)."""
+        for i, link in enumerate(self.links):
+            if link.target == target and link.input == input:
+                self.links[i] = dataclasses.replace(link, via=tuple(_position(p) for p in via))
+                return
+        raise NodegraphError(f"no link into {target}.{input}")
+
     def disconnect(self, target: str, input: str) -> None:
         self.links = [l for l in self.links if not (l.target == target and l.input == input)]
         self._touch()
@@ -249,10 +260,12 @@ class Workflow:
             entry["position"] = list(node.position)
             entry["params"] = {k: node.params[k] for k in sorted(node.params)}
             nodes.append(entry)
-        links = [
-            {"from": f"{l.source}.{l.output}", "to": f"{l.target}.{l.input}"}
-            for l in sorted(self.links, key=lambda l: (natural_key(l.target), l.input))
-        ]
+        links = []
+        for l in sorted(self.links, key=lambda l: (natural_key(l.target), l.input)):
+            entry = {"from": f"{l.source}.{l.output}", "to": f"{l.target}.{l.input}"}
+            if l.via:
+                entry["via"] = [list(p) for p in l.via]
+            links.append(entry)
         groups = []
         for group_id in sorted(self.groups, key=natural_key):
             g = self.groups[group_id]

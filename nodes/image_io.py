@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, ImageOps
 
 from nodegraph import NodeUserError, Output, Param, PortType as T, node
-from nodegraph.imaging import from_pil, mask_from_pil, to_pil
+from nodegraph.imaging import from_pil, mask_from_pil, to_pil, workflow_pnginfo
 from nodegraph.node import Input
 
 READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
@@ -87,9 +87,7 @@ def save_image(ctx, image, filename_prefix, format, quality, embed_workflow):
     """Write each picture as <prefix>_00001.png, _00002.png, ... never overwriting a file."""
     options = {"quality": quality} if format in ("jpeg", "webp") else {}
     if format == "png" and embed_workflow:
-        info = PngImagePlugin.PngInfo()
-        info.add_text("workflow", ctx.workflow_text, zip=True)
-        options["pnginfo"] = info
+        options["pnginfo"] = workflow_pnginfo(ctx.workflow_text)
     for picture in to_pil(image):
         ctx.new_output_file(filename_prefix, f".{format}", lambda tmp: picture.save(tmp, FORMATS[format], **options))
     return {"image": image}

@@ -29,6 +29,7 @@ def window(qtbot, tmp_path):
     w.saved_text = w.workflow.dumps()  # the unsaved-changes prompt is for people, not for test teardown
     w.close()
     w.deleteLater()
+    w.prefs.qt.clear()  # each test starts from the default preferences
 
 
 def add_from_palette(qtbot, window, text):
@@ -87,7 +88,7 @@ def test_build_a_graph_with_mouse_and_keyboard_then_run_it(qtbot, window):
     result = run(qtbot, window)
     assert result.status == "ok" and result.executed == [load, blur, show]
     assert window.scene.nodes[show].state == "clean"
-    assert window.preview_image.pixmap() is not None and not window.preview_image.pixmap().isNull()
+    assert not window.viewer.pixmap().isNull()
     spin.setValue(1.0)
     spin.editingFinished.emit()
     assert window.scene.nodes[blur].state == "dirty" and window.scene.nodes[load].state != "dirty"
@@ -225,7 +226,7 @@ def test_dropping_a_png_this_program_wrote_opens_its_workflow(qtbot, window, tmp
 def test_tab_and_double_click_open_a_quick_add_search_at_the_cursor(qtbot, window):
     from PySide6.QtWidgets import QApplication
 
-    from gui.window import QuickAdd
+    from gui.palette import QuickAdd
 
     window.view.setFocus()
     QTest.keyClick(window.view, Qt.Key_Tab)
