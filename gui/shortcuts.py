@@ -30,7 +30,7 @@ def menu_shortcuts(window) -> list[tuple[str, str]]:
     for menu_action in window.menuBar().actions():
         menu = menu_action.menu()
         for act in menu.actions() if menu else ():
-            keys = act.shortcut().toString(QKeySequence.NativeText)
+            keys = " · ".join(k.toString(QKeySequence.NativeText) for k in act.shortcuts())
             if keys:
                 rows.append((f"{menu_action.text().replace('&', '')} → {act.text()}", keys))
     return rows
@@ -47,6 +47,7 @@ class ShortcutsDialog(QDialog):
             self.table.setItem(i, 0, QTableWidgetItem(what))
             self.table.setItem(i, 1, QTableWidgetItem(keys))
         self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         buttons.rejected.connect(self.reject)

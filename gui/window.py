@@ -179,7 +179,8 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.live_action)
         edit = self.menuBar().addMenu("&Edit")
         action(edit, "Undo", QKeySequence.Undo, self.undo_stack.undo)
-        action(edit, "Redo", QKeySequence.Redo, self.undo_stack.redo)
+        redo = action(edit, "Redo", "Ctrl+Shift+Z", self.undo_stack.redo)
+        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])  # Blender / ComfyUI habits
         action(edit, "Copy", QKeySequence.Copy, self.copy_selection)
         action(edit, "Paste", QKeySequence.Paste, self.paste)
         action(edit, "Duplicate", "Ctrl+D", lambda: self.paste(self.selection_text()))

@@ -185,6 +185,7 @@ def test_the_help_menu_lists_the_shortcuts(qtbot, window):
     rows = {dialog.table.item(i, 0).text(): dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())}
     assert rows["Edit → Mute / unmute"] == "Ctrl+M" and rows["Edit → Frame selected nodes"] == "Ctrl+G"
     assert rows["Run → Run"] == "Ctrl+Return" and "Ctrl + right-drag" in rows["Cut links"]
+    assert rows["Edit → Redo"] == "Ctrl+Shift+Z · Ctrl+Y"
 
 
 def test_outputs_show_their_picture_on_the_node_and_the_viewer_zooms_and_saves(qtbot, window, tmp_path):
