@@ -9,7 +9,7 @@ from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDialog, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog,
-    QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QTreeWidgetItem,
+    QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSlider, QSpinBox, QTreeWidgetItem,
     QVBoxLayout, QWidget,
 )
 
@@ -24,6 +24,38 @@ from .shortcuts import ShortcutsDialog
 from .viewer import ImageViewer, to_pixmap
 
 INT32 = 2**31 - 1
+SLIDER_SPAN = 1000  # parameters whose range is at most this wide get a slider beside their spin box
+
+
+def _with_slider(spin, param, set_) -> QWidget:
+    """A spin box, with a slider beside it when the parameter has a bounded range (the value is set when
+    the slider is let go, so a drag is one edit, not hundreds)."""
+    if param.min is None or param.max is None or not 0 < param.max - param.min <= SLIDER_SPAN:
+        return spin  # unbounded, or so wide (a size in pixels) that a slider could not hit a value
+    steps = 1000 if isinstance(spin, QDoubleSpinBox) else int(param.max - param.min)
+    slider = QSlider(Qt.Horizontal)
+    slider.setRange(0, steps)
+
+    def to_slider(v):
+        slider.blockSignals(True)
+        slider.setValue(round((v - param.min) / (param.max - param.min) * steps))
+        slider.blockSignals(False)
+
+    to_slider(spin.value())
+    spin.valueChanged.connect(to_slider)
+    def moved(pos):
+        spin.setValue(param.min + (param.max - param.min) * pos / steps)
+        if not slider.isSliderDown():  # a click on the groove or an arrow key: one edit each
+            set_(spin.value())
+
+    slider.valueChanged.connect(moved)
+    slider.sliderReleased.connect(lambda: set_(spin.value()))
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(slider, 2)
+    row.addWidget(spin, 1)
+    return box
 
 
 def _first_picture(values: dict):
@@ -371,13 +403,15 @@ class MainWindow(QMainWindow):
             w.setRange(param.min if param.min is not None else -1e9, param.max if param.max is not None else 1e9)
             w.setSingleStep(param.step or 0.1)
             w.setValue(value)
-            w.editingFinished.connect(lambda: set_(w.value()))
+            w.editingFinished.connect(lambda spin=w: set_(spin.value()))
+            w = _with_slider(w, param, set_)
         elif kind == "INT" and -INT32 <= (param.min or 0) and (param.max or 0) <= INT32:
             w = QSpinBox()
             w.setRange(int(param.min if param.min is not None else -INT32), int(param.max if param.max is not None else INT32))
             w.setSingleStep(int(param.step or 1))
             w.setValue(value)
-            w.editingFinished.connect(lambda: set_(w.value()))
+            w.editingFinished.connect(lambda spin=w: set_(spin.value()))
+            w = _with_slider(w, param, set_)
         elif kind in ("INT", "SEED"):
             w = QWidget()
             row = QHBoxLayout(w)
@@ -395,11 +429,19 @@ class MainWindow(QMainWindow):
             w.setFixedHeight(70)
             w.textChanged.connect(lambda: set_(w.toPlainText()))
         elif param.hint == models.MODEL_HINT:
-            w = QComboBox()
-            w.setEditable(True)
-            w.addItems(models.available())
-            w.setCurrentText(value)
-            w.currentTextChanged.connect(set_)
+            w = QWidget()
+            row = QHBoxLayout(w)
+            row.setContentsMargins(0, 0, 0, 0)
+            combo = QComboBox()
+            combo.setEditable(True)
+            combo.addItems(models.available())  # the configured model folders' models, by name
+            combo.setCurrentText(value)
+            combo.currentTextChanged.connect(set_)
+            browse = QPushButton("…")
+            browse.setToolTip("choose a model folder (diffusers layout) elsewhere; a weights file with Shift")
+            browse.clicked.connect(lambda: self._browse_model(combo))
+            row.addWidget(combo, 1)
+            row.addWidget(browse)
         else:
             w = QWidget()
             row = QHBoxLayout(w)
@@ -418,6 +460,17 @@ class MainWindow(QMainWindow):
             self.set_param(node_id, name, int(edit.text()))
         except ValueError:
             self._warn(f"node '{node_id}' parameter '{name}': {edit.text()!r} is not a whole number")
+
+    def _browse_model(self, combo: QComboBox) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        if QApplication.keyboardModifiers() & Qt.ShiftModifier:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a weights file", "",
+                                                  "Weights (*.safetensors *.bin *.pth *.ckpt *.pt)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Choose a model folder")
+        if path:
+            combo.setCurrentText(path)
 
     def _browse(self, edit: QLineEdit, set_) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a file")

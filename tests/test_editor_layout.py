@@ -208,3 +208,20 @@ def test_outputs_show_their_picture_on_the_node_and_the_viewer_zooms_and_saves(q
     from PIL import Image
 
     assert Image.open(path).size == (image.shape[-1], image.shape[-2])
+
+
+def test_a_bounded_parameter_gets_a_slider_and_a_drag_is_one_edit(qtbot, window):
+    from PySide6.QtWidgets import QDoubleSpinBox, QSlider
+
+    window.open_file(EXAMPLE)
+    select(window, "contrast")
+    slider = window.inspector.findChild(QSlider)
+    spin = window.inspector.findChild(QDoubleSpinBox)
+    steps_before = window.undo_stack.count()
+    slider.setSliderDown(True)  # a drag: the spin box follows, the workflow waits for the release
+    for pos in (100, 200, 300):
+        slider.setValue(pos)
+    assert window.workflow.nodes["contrast"].params["factor"] == 1.15
+    slider.setSliderDown(False)
+    assert window.workflow.nodes["contrast"].params["factor"] == pytest.approx(spin.value())
+    assert spin.value() != 1.15 and window.undo_stack.count() == steps_before + 1
