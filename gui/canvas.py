@@ -319,9 +319,9 @@ class GraphScene(QGraphicsScene):
         reroutes = [i for i in self.selectedItems() if isinstance(i, RerouteItem)]
         for node_id in ids:
             self.workflow.remove_node(node_id)
-        for group_id in groups:
-            self.workflow.remove_group(group_id)
-        for link in {r.link for r in reroutes if r.link.target.node.node_id not in ids}:
+        for group_id in groups + [g.id for g in self.workflow.groups.values() if not g.nodes]:
+            self.workflow.remove_group(group_id)  # chosen, or emptied by the nodes' deletion
+        for link in {r.link for r in reroutes if not {r.link.source.node.node_id, r.link.target.node.node_id} & set(ids)}:
             keep = [p for i, p in enumerate(link.via) if not any(r.link is link and r.index == i for r in reroutes)]
             self.workflow.set_route(link.target.node.node_id, link.target.name, [(p.x(), p.y()) for p in keep])
         if ids or groups or reroutes:
@@ -374,8 +374,13 @@ class GraphScene(QGraphicsScene):
     def cut_links(self, stroke: list[QPointF]) -> int:
         """Disconnect every link the stroke (a polyline in scene coordinates) crosses; how many were cut."""
         lines = [QLineF(a, b) for a, b in zip(stroke, stroke[1:])]
+        reach = QRectF()
+        for point in stroke:
+            reach = reach.united(QRectF(point, point).adjusted(-1, -1, 1, 1))
         cut = []
         for link in self.links:
+            if not link.path().boundingRect().adjusted(-1, -1, 1, 1).intersects(reach):
+                continue  # far from the stroke: skip the curve sampling
             points = link.samples()
             pieces = [QLineF(a, b) for a, b in zip(points, points[1:])]
             if any(line.intersects(piece)[0] == QLineF.BoundedIntersection for line in lines for piece in pieces):

@@ -225,3 +225,20 @@ def test_a_bounded_parameter_gets_a_slider_and_a_drag_is_one_edit(qtbot, window)
     slider.setSliderDown(False)
     assert window.workflow.nodes["contrast"].params["factor"] == pytest.approx(spin.value())
     assert spin.value() != 1.15 and window.undo_stack.count() == steps_before + 1
+
+
+def test_deleting_framed_and_rerouted_nodes_leaves_no_empty_frame_or_stray_route(qtbot, window):
+    window.open_file(EXAMPLE)
+    link = next(l for l in window.scene.links if l.target.node.node_id == "gray")
+    window.scene.add_reroute(link, link.path().pointAtPercent(0.5))
+    from gui.layout_items import RerouteItem
+
+    [point] = [i for i in window.scene.items() if isinstance(i, RerouteItem)]
+    frame_nodes = list(window.workflow.groups["group1"].nodes)
+    select(window, *frame_nodes)
+    point.setSelected(True)  # a reroute on a link into a node being deleted goes with it
+    window.scene.delete_selected()
+    assert "group1" not in window.workflow.groups and '"groups"' not in window.workflow.dumps()
+    assert not any(l.via for l in window.workflow.links)
+    window.undo_stack.undo()
+    assert window.workflow.groups["group1"].nodes == frame_nodes
