@@ -260,19 +260,38 @@ def _distance(shape_ids: list[int], px, py, r):
     return d
 
 
-def render(scenes: list[Scene], size: int = 64, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Pictures (B, 3, H, W) and each object's visible coverage (B, 2, H, W), drawn in caption order."""
-    n = len(scenes)
-    f32 = {"dtype": torch.float32}
-    slots = 2
-    shape_id = torch.full((n, slots), -1, dtype=torch.long)
-    params = torch.zeros(n, slots, 7, **f32)  # x, y, radius, angle (radians), r, g, b
+@dataclass
+class SceneTensors:
+    """What rendering needs of a batch of scenes, as CPU tensors (built in a worker thread while training)."""
+
+    shape_ids: list[list[int]]  # per object slot, per picture: index into SHAPES or -1
+    params: torch.Tensor  # (B, 2, 7): x, y, radius, angle (radians), r, g, b
+    background: torch.Tensor  # (B, 3)
+
+
+def scene_tensors(scenes: list[Scene], slots: int = 2) -> SceneTensors:
+    rows, ids, backgrounds = [], [[-1] * len(scenes) for _ in range(slots)], []
     for i, scene in enumerate(scenes):
-        for k, o in enumerate(scene.objects):
-            shape_id[i, k] = SHAPES.index(o.shape)
-            params[i, k] = torch.tensor([o.x, o.y, o.radius, math.radians(o.angle), *o.rgb])
-    background = torch.tensor([s.background_rgb for s in scenes], **f32)
-    params, background = params.to(device), background.to(device)
+        row = []
+        for k in range(slots):
+            if k < len(scene.objects):
+                o = scene.objects[k]
+                ids[k][i] = SHAPES.index(o.shape)
+                row.append([o.x, o.y, o.radius, math.radians(o.angle), *o.rgb])
+            else:
+                row.append([0.0] * 7)
+        rows.append(row)
+        backgrounds.append(scene.background_rgb)
+    return SceneTensors(ids, torch.tensor(rows, dtype=torch.float32).reshape(len(scenes), slots, 7),
+                        torch.tensor(backgrounds, dtype=torch.float32).reshape(len(scenes), 3))
+
+
+def render(scenes: list[Scene] | SceneTensors, size: int = 64, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pictures (B, 3, H, W) and each object's visible coverage (B, 2, H, W), drawn in caption order."""
+    t = scenes if isinstance(scenes, SceneTensors) else scene_tensors(scenes)
+    n, slots = t.params.shape[:2]
+    f32 = {"dtype": torch.float32}
+    params, background = t.params.to(device), t.background.to(device)
 
     coords = (torch.arange(size, device=device, **f32) + 0.5) / size
     gy, gx = torch.meshgrid(coords, coords, indexing="ij")  # (H, W)
@@ -283,7 +302,7 @@ def render(scenes: list[Scene], size: int = 64, device="cpu") -> tuple[torch.Ten
         dx, dy = gx - p[:, 0], -(gy - p[:, 1])  # y up, centred on the object
         cos, sin = torch.cos(-p[:, 3]), torch.sin(-p[:, 3])
         px, py = cos * dx - sin * dy, sin * dx + cos * dy  # undo the object's rotation
-        distance = _distance(shape_id[:, k].tolist(), px, py, p[:, 2])
+        distance = _distance(t.shape_ids[k], px, py, p[:, 2])
         coverage = (0.5 - distance * size).clamp(0, 1)
         image = image * (1 - coverage[:, None]) + p[:, 4:7] * coverage[:, None]
         coverages.append(coverage)

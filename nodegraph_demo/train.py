@@ -151,31 +151,40 @@ class PreparedTokenizer:
     def __init__(self, tokenizer):
         object.__setattr__(self, "_tokenizer", tokenizer)
         object.__setattr__(self, "_ready", {})
-        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_ready_lock", threading.Lock())  # guards _ready: held for moments only
+        object.__setattr__(self, "_call_lock", threading.Lock())  # one tokenizer call at a time (it sets padding)
         object.__setattr__(self, "misses", 0)
         # Read on every word by TextualInversionLoaderMixin; it changes only if tokens are added.
         object.__setattr__(self, "added_tokens_encoder", dict(tokenizer.added_tokens_encoder))
 
+    def _call(self, method: str, args, kwargs):
+        with self._call_lock:
+            return getattr(self._tokenizer, method)(*args, **kwargs)
+
     def prepare(self, method: str, *args, **kwargs) -> None:
         key = (method, _freeze(args), _freeze(kwargs))
-        with self._lock:
+        with self._ready_lock:
             if key in self._ready:
                 self._ready[key][1] += 1
                 return
-            value = getattr(self._tokenizer, method)(*args, **kwargs)
-            self._ready[key] = [value, 1]
+        value = self._call(method, args, kwargs)
+        with self._ready_lock:
+            if key in self._ready:
+                self._ready[key][1] += 1
+            else:
+                self._ready[key] = [value, 1]
 
     def _answer(self, method: str, args, kwargs):
         key = (method, _freeze(args), _freeze(kwargs))
-        with self._lock:
+        with self._ready_lock:
             entry = self._ready.get(key)
-            if entry is None:
-                object.__setattr__(self, "misses", self.misses + 1)
-                return getattr(self._tokenizer, method)(*args, **kwargs)
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._ready[key]
-            return entry[0]
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._ready[key]
+                return entry[0]
+            object.__setattr__(self, "misses", self.misses + 1)
+        return self._call(method, args, kwargs)
 
     def __call__(self, *args, **kwargs):
         return self._answer("__call__", args, kwargs)
@@ -292,6 +301,15 @@ def drop_captions(captions: list[str], fraction: float) -> list[str]:
 
 # ----- the stages -----
 
+@dataclass
+class Prepared:
+    """One step's CPU work, done in the worker thread: the scenes, their tensors, the captions trained on."""
+
+    scenes: list
+    tensors: S.SceneTensors
+    captions: list[str] | None = None
+
+
 class Stage:
     name = ""
     lr = 5e-4
@@ -316,19 +334,20 @@ class Stage:
         """The modules this stage trains, freshly initialised (a checkpoint's weights are loaded after)."""
         raise NotImplementedError
 
-    def prepare(self, step: int) -> Any:
+    def prepare(self, step: int) -> Prepared:
         """CPU work for ``step`` (runs in the worker thread)."""
-        return S.sample_scenes(self.batch, S.generator_for(self.run.seed, step, "train"))
+        scenes = S.sample_scenes(self.batch, S.generator_for(self.run.seed, step, "train"))
+        return Prepared(scenes, S.scene_tensors(scenes))
 
-    def loss(self, step: int, prepared: Any, gen: torch.Generator) -> torch.Tensor:
+    def loss(self, step: int, prepared: Prepared, gen: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
     def finish(self, modules: dict[str, torch.nn.Module]) -> None:
         """Write the finished models (EMA weights where there is an EMA) to WORK/models."""
         raise NotImplementedError
 
-    def images(self, scenes) -> torch.Tensor:
-        images, _ = S.render(scenes, self.size, self.device)
+    def images(self, prepared: Prepared) -> torch.Tensor:
+        images, _ = S.render(prepared.tensors, self.size, self.device)
         return images
 
 
@@ -345,7 +364,7 @@ def _held_out_latents(run: Run, encode):
 
     batches, batch = run.probe
     values, scores = [], []
-    with torch.no_grad(), run.autocast():
+    with torch.no_grad():  # in float32: the figures the shipped (fp16 -> fp32 on a CPU) models will show
         for i in range(batches):
             images = S.scene_batch(batch, seed=run.seed, index=i, split="eval", size=run.arch.image_size,
                                    device=run.device).images
@@ -366,9 +385,9 @@ class VaeStage(Stage):
         torch.manual_seed(self.run.seed)
         return {"vae": A.kl_vae(self.arch)}
 
-    def loss(self, step, scenes, gen):
+    def loss(self, step, prepared, gen):
         vae = self.net("vae")
-        x = self.images(scenes) * 2 - 1
+        x = self.images(prepared) * 2 - 1
         if self.run.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         posterior = vae.encode(x).latent_dist
@@ -402,9 +421,9 @@ class DcaeStage(Stage):
         torch.manual_seed(self.run.seed + 1)
         return {"dcae": A.dc_vae(self.arch)}
 
-    def loss(self, step, scenes, gen):
+    def loss(self, step, prepared, gen):
         dcae = self.net("dcae")
-        x = self.images(scenes) * 2 - 1
+        x = self.images(prepared) * 2 - 1
         if self.run.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         z = dcae.encode(x).latent
@@ -464,13 +483,13 @@ class _EpsilonStage(Stage):
         return CLIPTokenizer.from_pretrained(tok_dir)
 
     def prepare(self, step):
-        scenes = super().prepare(step)
-        captions = drop_captions([s.caption for s in scenes], self.caption_dropout)
-        self.text.prepare(captions)
-        return scenes, captions
+        prepared = super().prepare(step)
+        prepared.captions = drop_captions([s.caption for s in prepared.scenes], self.caption_dropout)
+        self.text.prepare(prepared.captions)
+        return prepared
 
-    def noised(self, scenes, gen):
-        images = self.images(scenes)
+    def noised(self, prepared, gen):
+        images = self.images(prepared)
         with torch.no_grad():
             x = images * 2 - 1
             if self.run.cuda:
@@ -508,9 +527,8 @@ class SdStage(_EpsilonStage):
         return {"text_encoder": text_encoder, "unet": unet}
 
     def loss(self, step, prepared, gen):
-        scenes, captions = prepared
-        _, noisy, noise, t = self.noised(scenes, gen)
-        embeds = self.text(captions, self.device)
+        _, noisy, noise, t = self.noised(prepared, gen)
+        embeds = self.text(prepared.captions, self.device)
         pred = self.net("unet")(noisy, t, encoder_hidden_states=embeds).sample
         return self.weighted_mse(pred, noise, t)
 
@@ -541,11 +559,10 @@ class ControlNetStage(_EpsilonStage):
         return {"controlnet": net}
 
     def loss(self, step, prepared, gen):
-        scenes, captions = prepared
-        images, noisy, noise, t = self.noised(scenes, gen)
+        images, noisy, noise, t = self.noised(prepared, gen)
         control = S.canny(images)
         with torch.no_grad():
-            embeds = self.text(captions, self.device)
+            embeds = self.text(prepared.captions, self.device)
         down, mid = self.net("controlnet")(noisy, t, encoder_hidden_states=embeds, controlnet_cond=control,
                                                return_dict=False)
         pred = self.unet(noisy, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
@@ -579,10 +596,10 @@ class SanaStage(Stage):
         return {"gemma": gemma, "transformer": transformer}
 
     def prepare(self, step):
-        scenes = super().prepare(step)
-        captions = drop_captions([s.caption for s in scenes], self.caption_dropout)
-        self.text.prepare(captions)
-        return scenes, captions
+        prepared = super().prepare(step)
+        prepared.captions = drop_captions([s.caption for s in prepared.scenes], self.caption_dropout)
+        self.text.prepare(prepared.captions)
+        return prepared
 
     def sigmas(self, b: int, gen) -> torch.Tensor:
         """Noise levels: mostly logit-normal (the middle, where the picture is decided), a fifth uniform,
@@ -595,8 +612,7 @@ class SanaStage(Stage):
         return shift * s / (1 + (shift - 1) * s)
 
     def loss(self, step, prepared, gen):
-        scenes, captions = prepared
-        images = self.images(scenes)
+        images = self.images(prepared)
         with torch.no_grad():
             x = images * 2 - 1
             if self.run.cuda:
@@ -607,7 +623,7 @@ class SanaStage(Stage):
         sigma = self.sigmas(b, gen)
         s = sigma[:, None, None, None]
         noisy = (1 - s) * latents + s * noise  # what FlowMatch / DPM-Solver flow sigmas do at sigma
-        embeds, mask = self.text(captions, self.device)
+        embeds, mask = self.text(prepared.captions, self.device)
         scale = self.modules["transformer"].config.timestep_scale
         pred = self.net("transformer")(noisy, encoder_hidden_states=embeds, encoder_attention_mask=mask,
                                        timestep=sigma * 1000 * scale).sample
@@ -704,13 +720,19 @@ def load_checkpoint(run: Run, stage: Stage, optim, ema) -> tuple[int, float]:
     return int(state["step"]), float(state["seconds"])
 
 
+def _from_pretrained(cls, folder: Path, dtype):
+    """Load a diffusers or transformers model in ``dtype`` (the two libraries name the argument differently)."""
+    key = "dtype" if cls.__module__.startswith("transformers") else "torch_dtype"
+    return cls.from_pretrained(folder, **{key: dtype})
+
+
 def _warm_start(run: Run, stage: Stage, ema) -> None:
     """With no checkpoint, a stage whose finished models exist (a finished run's, or imported with
     --init-from) continues from their weights, with a fresh optimizer."""
     found = [n for n in stage.modules if (run.models / n).is_dir()]
     for name in found:
         module = stage.modules[name]
-        saved = type(module).from_pretrained(run.models / name, torch_dtype=torch.float32).state_dict()
+        saved = _from_pretrained(type(module), run.models / name, torch.float32).state_dict()
         module.load_state_dict(saved)
     if found:
         log(f"[{stage.name}] no checkpoint: starting from the finished {', '.join(found)} in {run.models}")
@@ -747,7 +769,7 @@ def import_exports(source: Path, run: Run) -> None:
                 config = json.loads((src / "config.json").read_text())
                 class_name = config.get("_class_name") or config["architectures"][0]
                 cls = getattr(diffusers, class_name, None) or getattr(transformers, class_name)
-                save_pretrained(cls.from_pretrained(src, torch_dtype=torch.float32), dest)
+                save_pretrained(_from_pretrained(cls, src, torch.float32), dest)
             log(f"[init] {dest} <- {src}")
 
 
@@ -823,7 +845,7 @@ def train_stage(run: Run, name: str, budget: float) -> None:
                     raise SystemExit(f"[{name}] the loss is {mean}: stopping without saving over the checkpoint")
                 running.zero_()
                 since, last_log = 0, now
-            if time.monotonic() - last_save > run.save_every:
+            if time.monotonic() - last_save > run.save_every and math.isfinite(float(running)):
                 save_checkpoint(run, stage, optim, ema, step, seconds + time.monotonic() - train_start)
                 last_save = time.monotonic()
     finally:
