@@ -122,10 +122,23 @@ def _chunks(n: int, size: int):
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def save_grid(path, rows: list[torch.Tensor], columns: int = 8, zoom: int = 4) -> None:
+    """A PNG of the first ``columns`` pictures of each row (each row a (B, 3, H, W) batch in [0, 1])."""
+    import numpy as np
+    from PIL import Image
+
+    from .scenes import to_uint8
+
+    strips = [np.concatenate(list(to_uint8(r[:columns]).numpy()), 1) for r in rows]
+    grid = Image.fromarray(np.concatenate(strips, 0))
+    grid.resize((grid.width * zoom, grid.height * zoom), Image.Resampling.NEAREST).save(path)
+
+
 def evaluate_exports(out, device, count: int = 64, steps: int = 20, seed: int = 0, sd_cfg: float = 5.0,
-                     sana_cfg: float = 4.5) -> dict[str, dict[str, float]]:
+                     sana_cfg: float = 4.5, pictures=None) -> dict[str, dict[str, float]]:
     """Held-out figures of the exported folders in ``out`` (loaded in float32 with the diffusers pipelines):
-    autoencoder PSNR, and colour / position / background accuracy of pictures sampled from held-out captions."""
+    autoencoder PSNR, and colour / position / background accuracy of pictures sampled from held-out captions.
+    With ``pictures`` (a folder), also a PNG per model: held-out truth (or control) above samples."""
     from pathlib import Path
 
     from diffusers import (
@@ -138,6 +151,12 @@ def evaluate_exports(out, device, count: int = 64, steps: int = 20, seed: int = 
     from .scenes import canny, scene_batch
 
     out, device = Path(out), torch.device(device)
+    if pictures is not None:
+        Path(pictures).mkdir(parents=True, exist_ok=True)
+
+    def grid(name: str, rows: list[torch.Tensor]) -> None:
+        if pictures is not None:
+            save_grid(Path(pictures) / f"eval-{name}.png", [r.float().cpu() for r in rows])
     chunk = count if device.type == "cuda" else 16
     results: dict[str, dict[str, float]] = {}
 
@@ -147,13 +166,12 @@ def evaluate_exports(out, device, count: int = 64, steps: int = 20, seed: int = 
         print(f"[eval] {name}: {text}", flush=True)
 
     def sample(pipe, captions, **kwargs) -> torch.Tensor:
-        pictures = []
+        drawn = []
         for a, b in _chunks(len(captions), chunk):
             generator = torch.Generator(device).manual_seed(seed + a)
-            extra = {k: v[a:b] for k, v in kwargs.pop("per_item", {}).items()}
-            pictures.append(pipe(captions[a:b], num_inference_steps=steps, generator=generator, output_type="pt",
-                                 **kwargs, **extra).images.float().cpu())
-        return torch.cat(pictures)
+            drawn.append(pipe(captions[a:b], num_inference_steps=steps, generator=generator, output_type="pt",
+                              **kwargs).images.float().cpu())
+        return torch.cat(drawn)
 
     if (out / "demo-sd").is_dir():
         pipe = StableDiffusionPipeline.from_pretrained(out / "demo-sd", torch_dtype=torch.float32).to(device)
@@ -166,20 +184,22 @@ def evaluate_exports(out, device, count: int = 64, steps: int = 20, seed: int = 
         report("sd/vae", {"psnr_db": psnr((decoded / 2 + 0.5).clamp(0, 1), held.images)})
         images = sample(pipe, held.captions, height=size, width=size, guidance_scale=sd_cfg)
         report("sd", score(images, held.scenes))
+        grid("sd", [held.images, (decoded / 2 + 0.5).clamp(0, 1), images])
         if (out / "demo-controlnet-canny").is_dir():
             net = ControlNetModel.from_pretrained(out / "demo-controlnet-canny", torch_dtype=torch.float32)
             control_pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=net.to(device))
             control_pipe.set_progress_bar_config(disable=True)
             edges = canny(held.images).cpu()
-            pictures = []
+            drawn = []
             for a, b in _chunks(count, chunk):
                 generator = torch.Generator(device).manual_seed(seed + a)
-                pictures.append(control_pipe(held.captions[a:b], image=edges[a:b].to(device), height=size, width=size,
+                drawn.append(control_pipe(held.captions[a:b], image=edges[a:b].to(device), height=size, width=size,
                                              num_inference_steps=steps, guidance_scale=sd_cfg, generator=generator,
                                              output_type="pt").images.float().cpu())
-            images = torch.cat(pictures)
+            images = torch.cat(drawn)
             report("controlnet-canny", {**edge_agreement(canny(images), edges, tolerance=1),
                                         **score(images, held.scenes)})
+            grid("controlnet-canny", [edges, images])
     if (out / "demo-sana").is_dir():
         pipe = SanaPipeline.from_pretrained(out / "demo-sana", torch_dtype=torch.float32).to(device)
         pipe.set_progress_bar_config(disable=True)
@@ -191,4 +211,5 @@ def evaluate_exports(out, device, count: int = 64, steps: int = 20, seed: int = 
         images = sample(pipe, held.captions, height=size, width=size, guidance_scale=sana_cfg,
                         use_resolution_binning=False)
         report("sana", score(images, held.scenes))
+        grid("sana", [held.images, (decoded / 2 + 0.5).clamp(0, 1), images])
     return results

@@ -70,6 +70,7 @@ class Run:
     warmup: int = 100
     probe: tuple[int, int] = (4, 64)  # held-out batches x pictures that set a VAE's scaling factor
     compile: bool = False
+    lr_scale: float = 1.0
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -323,6 +324,7 @@ class Stage:
         self.arch = run.arch
         self.size = run.arch.image_size
         self.batch = run.batch or self.batch
+        self.lr = self.lr * run.lr_scale
         self.modules: dict[str, torch.nn.Module] = {}
         self.compiled: dict[str, Any] = {}
 
@@ -377,13 +379,18 @@ def _held_out_latents(run: Run, encode):
 
 class VaeStage(Stage):
     name = "vae"
-    lr = 5e-4
+    lr = 1e-3
     batch = 128
     kl_weight = 1e-6
 
+    initial_logvar = -8.0  # start almost deterministic: noisy latents early on only slow the decoder down
+
     def build(self):
         torch.manual_seed(self.run.seed)
-        return {"vae": A.kl_vae(self.arch)}
+        vae = A.kl_vae(self.arch)
+        with torch.no_grad():
+            vae.quant_conv.bias[vae.config.latent_channels:] = self.initial_logvar
+        return {"vae": vae}
 
     def loss(self, step, prepared, gen):
         vae = self.net("vae")
@@ -413,7 +420,7 @@ class VaeStage(Stage):
 
 class DcaeStage(Stage):
     name = "dcae"
-    lr = 5e-4
+    lr = 1e-3
     batch = 128
     latent_weight = 1e-6
 
@@ -539,7 +546,7 @@ class SdStage(_EpsilonStage):
 
 class ControlNetStage(_EpsilonStage):
     name = "controlnet"
-    lr = 2e-4
+    lr = 4e-4  # its zero-initialised output convolutions must grow within a minute or two
     batch = 256
     ema_decay = 0.998
     caption_dropout = 0.3  # often steered by the edges alone
@@ -969,6 +976,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         + ", ".join(f"{k}={v}" for k, v in WEIGHTS.items()) + ")")
     p.add_argument("--steps", type=int, default=None, help="at most this many steps per stage in this command")
     p.add_argument("--batch", type=int, default=None, help="batch size for every stage (default: per stage)")
+    p.add_argument("--lr-scale", type=float, default=1.0, help="multiply every stage's learning rate")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true", help="tiny models at 32x32: the whole run takes seconds on a CPU")
@@ -983,6 +991,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval", action="store_true", help="held-out figures of the exported models in --out")
     p.add_argument("--eval-count", type=int, default=64, help="pictures per figure (default 64)")
     p.add_argument("--eval-steps", type=int, default=20, help="sampling steps for --eval (default 20)")
+    p.add_argument("--eval-pictures", type=Path, default=None,
+                   help="--eval also writes eval-sd.png, eval-controlnet-canny.png, eval-sana.png here")
     args = p.parse_args(argv)
     if not (args.stage or args.export or args.eval or args.init_from):
         p.error("nothing to do: give --stage, --export, --eval or --init-from")
@@ -1011,7 +1021,7 @@ def main(argv=None) -> int:
     run = Run(work=args.work, arch=arch, device=device, seed=args.seed, batch=args.batch or (4 if args.tiny else None),
               log_every=args.log_every or (1 if args.tiny else 50), save_every=args.save_every * 60,
               max_steps=args.steps, warmup=1 if args.tiny else 100, probe=(1, 8) if args.tiny else (4, 64),
-              compile=args.compile)
+              compile=args.compile, lr_scale=args.lr_scale)
     _quiet()
     if run.cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -1051,7 +1061,8 @@ def main(argv=None) -> int:
         if args.eval:
             from .evaluate import evaluate_exports
 
-            evaluate_exports(args.out, device, count=args.eval_count, steps=args.eval_steps, seed=args.seed)
+            evaluate_exports(args.out, device, count=args.eval_count, steps=args.eval_steps, seed=args.seed,
+                             pictures=args.eval_pictures)
     finally:
         torch.set_num_threads(threads)
         for sig, handler in previous.items():

@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
         first = {s: json.loads((work / s / "ckpt" / "state.json").read_text()) for s in train.STAGES}
         train.main(["--stage", "all", "--work", str(work), "--tiny", "--steps", "1", "--device", "cpu",
                     "--export", "--out", str(out), "--pack", str(work / "packed"),
-                    "--eval", "--eval-count", "2", "--eval-steps", "1"])
+                    "--eval", "--eval-count", "2", "--eval-steps", "1", "--eval-pictures", str(work / "pictures")])
     second = {s: json.loads((work / s / "ckpt" / "state.json").read_text()) for s in train.STAGES}
     return work, out, first, second
 
@@ -80,6 +80,8 @@ def test_the_export_is_fp16_in_diffusers_layouts_and_packed(trained):
         with safe_open(str(path), "pt") as f:
             assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}, path  # noqa: SIM118 - not a dict
     assert sorted(p.name for p in (work / "packed").iterdir()) == [f"{n}.tar" for n in sorted(train.EXPORTS)]
+    assert sorted(p.name for p in (work / "pictures").iterdir()) == [f"eval-{n}.png" for n in
+                                                                      ("controlnet-canny", "sana", "sd")]
 
 
 def test_diffusers_loads_the_exported_folders_and_draws_pictures(trained):
