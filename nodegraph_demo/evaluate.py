@@ -187,7 +187,8 @@ def evaluate_exports(out, device, count: int = 64, steps: int = 20, seed: int = 
         grid("sd", [held.images, (decoded / 2 + 0.5).clamp(0, 1), images])
         if (out / "demo-controlnet-canny").is_dir():
             net = ControlNetModel.from_pretrained(out / "demo-controlnet-canny", torch_dtype=torch.float32)
-            control_pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=net.to(device))
+            control_pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=net.to(device),
+                                                             requires_safety_checker=False)
             control_pipe.set_progress_bar_config(disable=True)
             edges = canny(held.images).cpu()
             drawn = []
