@@ -73,29 +73,17 @@ def _print_problems(problems, source: str) -> None:
         print(f"{source}: ... and {len(problems) - MAX_LISTED_PROBLEMS} more problems", file=sys.stderr)
 
 
-def _parse_set(text: str) -> tuple[str, str, object]:
-    target, eq, raw = text.partition("=")
-    node_id, dot, param = target.partition(".")
-    if not eq or not dot or not node_id or not param:
-        raise ValueError(f"--set {text!r}: write NODE.PARAM=VALUE")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return node_id, param, value
-
-
 def _cmd_run(args) -> int:
     import nodegraph
-    from nodegraph import models
+    from nodegraph import models, overrides
 
     try:
         workflow = nodegraph.load(args.workflow)
         for text in args.sets:
-            node_id, param, value = _parse_set(text)
+            node_id, param, raw = overrides.parse_assignment(text)
             if node_id not in workflow.nodes:
                 raise nodegraph.NodegraphError(f"--set {text!r}: no node with id {node_id!r}")
-            workflow.set_param(node_id, param, value)
+            workflow.set_param(node_id, param, overrides.check_text(workflow, node_id, param, raw))
         missing, notes = models.check(workflow)
         for note in notes:
             print(note, file=sys.stderr)
