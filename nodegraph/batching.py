@@ -29,6 +29,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -488,7 +489,10 @@ class Manifest:
         return rows
 
     def __enter__(self) -> Self:
-        self._file = open(self.path, "a+", encoding="utf-8")
+        try:
+            self._file = open(self.path, "a+", encoding="utf-8")
+        except OSError as e:
+            raise NodegraphError(f"{self.path}: cannot write the manifest ({e.strerror or e})") from None
         self._file.seek(0, os.SEEK_END)
         if self._file.tell() > 0:
             self._file.seek(self._file.tell() - 1)
@@ -540,11 +544,17 @@ def workflow_digest(workflow: Workflow) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _canonical(overrides) -> str:
+    return json.dumps(overrides, sort_keys=True, ensure_ascii=False)
+
+
 def staging_folder(out: Path, job: Job) -> Path:
-    """An empty folder under ``out/.partial`` for a job to write into before it is committed."""
-    folder = inside(out, f"{PARTIAL}/{job.id}")
-    if folder.exists():
-        shutil.rmtree(folder)
+    """A new empty folder under ``out/.partial`` for one attempt at a job, moved into place when it succeeds.
+
+    Each attempt gets its own name: output nodes are fingerprinted with their folder, so a job run again
+    by an engine that ran it before writes its files again instead of finding them cached.
+    """
+    folder = inside(out, f"{PARTIAL}/{job.id}.{uuid.uuid4().hex[:8]}")
     folder.mkdir(parents=True)
     return folder
 
@@ -711,7 +721,10 @@ def batch(
     if duplicates:
         log(f"{duplicates} duplicate job{'s' * (duplicates != 1)} (the same overrides) will run once")
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NodegraphError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
     with _FolderLock(out):
         manifest = Manifest(out / MANIFEST)
         previous = manifest.read()
@@ -720,6 +733,12 @@ def batch(
         if other is not None:
             raise NodegraphError(f"{manifest.path}: job {other['job']!r} there was run with another version of "
                                  "this workflow; write this batch to another output folder")
+        for job in job_list:
+            row = previous.get(job.id)
+            if row is not None and _canonical(row.get("overrides")) != _canonical(job.overrides):
+                raise NodegraphError(f"{manifest.path}: job {job.id!r} there was run with other values "
+                                     f"({_canonical(row.get('overrides'))}); give the job another id, "
+                                     "or write this batch to another output folder")
         finished = {"done"} if retry_failed else {"done", "failed"}
         todo = [job for job in job_list if previous.get(job.id, {}).get("status") not in finished]
         skipped = [previous[job.id] for job in job_list if previous.get(job.id, {}).get("status") in finished]

@@ -335,3 +335,31 @@ def test_a_second_batch_into_the_same_folder_at_once_is_refused(tmp_path):
 
     nodegraph.batch(EXAMPLE, jobs, output_dir=out, device="cpu", on_row=start_another)
     assert len(seen) == 2 and len(manifest_rows(out)) == 2
+
+
+def test_a_warm_engine_writes_a_jobs_files_again_when_its_folder_is_gone(tmp_path):
+    jobs, out = thumb_jobs(tmp_path, [20, 21]), tmp_path / "out"
+    engine = nodegraph.Engine(device="cpu")
+    first = nodegraph.batch(EXAMPLE, jobs, engine=engine, output_dir=out)
+    shutil.rmtree(out)
+    again = nodegraph.batch(EXAMPLE, jobs, engine=engine, output_dir=out)
+    assert [r["job"] for r in again] == [r["job"] for r in first]
+    for row in again:
+        assert "load" not in row["executed"] and "save_thumb" in row["executed"]  # warm, but the files are new
+        assert len(row["outputs"]) == 6 and all((out / name).is_file() for name in row["outputs"])
+
+
+def test_a_job_id_reused_for_other_values_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    jobs = write_csv(tmp_path / "jobs.csv", ["id", "thumb.width"], [["small", 32]])
+    assert cli(capsys, "batch", EXAMPLE, "--jobs", jobs, "--output-dir", out)[0] == 0
+    assert (out / "small" / "thumb_00001.jpeg").is_file()
+    write_csv(jobs, ["id", "thumb.width"], [["small", 33]])
+    code, _, err = cli(capsys, "batch", EXAMPLE, "--jobs", jobs, "--output-dir", out)
+    assert code == 1 and "job 'small' there was run with other values" in err and len(err.splitlines()) == 1
+
+
+def test_an_output_folder_that_is_a_file_is_reported(tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    code, _, err = cli(capsys, "batch", EXAMPLE, "--jobs", thumb_jobs(tmp_path, [5]), "--output-dir", tmp_path / "taken")
+    assert code == 1 and "cannot create the output folder" in err
