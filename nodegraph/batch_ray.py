@@ -12,6 +12,9 @@ Routing: the jobs arrive ordered so that jobs sharing upstream work are neighbou
 contiguous run of them, and an actor that runs dry takes the second half of the longest remaining run,
 so similar jobs tend to land on the same actor and its cache. The driver (this process) is the only
 writer of the output folder and the manifest: actors send back the bytes of the files a job wrote.
+
+Actors are named ``nodegraph-batch-<batch>-w<i>`` (``-r<n>`` for a replacement), in the driver's namespace,
+so ``ray.util.list_named_actors()`` finds them.
 """
 
 from __future__ import annotations
@@ -113,7 +116,11 @@ def run(workflow, jobs: list[Job], out: Path, manifest, digest: str, progress, *
                              "(its workers find nodes through the nodegraph.nodes entry points)")
     started = False
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, TimeoutError, ValueError) as e:
+            where = f" at {address}" if address else ""
+            raise NodegraphError(f"cannot start or reach a Ray cluster{where}: {_first_line(e)}") from None
         started = True
     elif address:
         log(f"Ray is already connected here; --address {address} is not used")
@@ -241,6 +248,7 @@ def _cause(e: BaseException) -> str:
     return str(cause.args[0]) if cause is not None and cause.args else _first_line(e)
 
 
-def _first_line(e: BaseException) -> str:
+def _first_line(e: BaseException, limit: int = 240) -> str:
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -52,12 +52,12 @@ def _parser() -> argparse.ArgumentParser:
                           "or a folder of images for the Load Image node")
     bat.add_argument("--input", dest="input_node", metavar="NODE",
                      help="with a folder of images: the Load Image node they go to (when there are several)")
-    bat.add_argument("--output-dir", default="output",
+    bat.add_argument("--output-dir", default="output", metavar="DIR",
                      help="a folder per job and manifest.jsonl go here; run again to resume (default: ./output)")
     bat.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local: this process, one job at a time; ray: a pool of Ray actors")
-    bat.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
-    bat.add_argument("--workers", type=int, help="Ray actors (default: as many as fit)")
+    bat.add_argument("--address", metavar="ADDR", help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
+    bat.add_argument("--workers", type=int, metavar="N", help="Ray actors (default: as many as fit)")
     bat.add_argument("--gpus-per-worker", type=float, metavar="G",
                      help="GPUs each Ray actor holds (default: 1 when the cluster has GPUs, else 0)")
     bat.add_argument("--retries", type=int, default=2, metavar="R",
