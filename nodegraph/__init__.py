@@ -8,8 +8,10 @@ The public API, shared by the CLI and the editor::
     result = nodegraph.Engine(device="cpu").run(wf, output_dir="out")
     result.executed, result.cached, result.outputs
     nodegraph.save(wf, "tweaked.json")
+    rows = nodegraph.batch(wf, "sweep.json", engine="local", output_dir="runs")   # one row per job
 """
 
+from .batching import batch
 from .document import load, loads, save
 from .engine import Context, Engine, RunResult
 from .errors import (
@@ -35,5 +37,5 @@ __all__ = [
     "Context", "Engine", "Event", "Input", "Link", "LinkError", "Node", "NodeFailed", "NodeType",
     "NodeUserError", "NodegraphError", "Output", "Param", "ParamError", "PortType", "Problem", "REGISTRY",
     "Registry", "RunCancelled", "RunResult", "Workflow", "WorkflowFileError", "WorkflowInvalid",
-    "compatible", "load", "loads", "node", "save", "validate",
+    "batch", "compatible", "load", "loads", "node", "save", "validate",
 ]

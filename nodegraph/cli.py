@@ -1,4 +1,4 @@
-"""The command line: ``nodegraph run | validate | nodes``, all through the public API.
+"""The command line: ``nodegraph run | batch | validate | nodes | edit``, all through the public API.
 
 Exit codes: 0 success, 1 a problem with the input (workflow, parameter, file,
 a node that failed), 2 a usage error, 130 cancelled. User mistakes print one
@@ -45,6 +45,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--debug", action="store_true", help="show the traceback when a node fails")
     run.set_defaults(func=_cmd_run)
 
+    bat = sub.add_parser("batch", help="run a workflow once per job: rows of a file, a parameter sweep, a folder of images")
+    bat.add_argument("workflow", help="a workflow .json, or a PNG this program saved")
+    bat.add_argument("--jobs", required=True, metavar="JOBS",
+                     help="a .csv or .jsonl file (a job a row, columns NODE.PARAM), a sweep spec (.json or .yaml), "
+                          "or a folder of images for the Load Image node")
+    bat.add_argument("--input", dest="input_node", metavar="NODE",
+                     help="with a folder of images: the Load Image node they go to (when there are several)")
+    bat.add_argument("--output-dir", default="output", metavar="DIR",
+                     help="a folder per job and manifest.jsonl go here; run again to resume (default: ./output)")
+    bat.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this process, one job at a time; ray: a pool of Ray actors")
+    bat.add_argument("--address", metavar="ADDR", help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
+    bat.add_argument("--workers", type=int, metavar="N", help="Ray actors (default: as many as fit)")
+    bat.add_argument("--gpus-per-worker", type=float, metavar="G",
+                     help="GPUs each Ray actor holds (default: 1 when the cluster has GPUs, else 0)")
+    bat.add_argument("--retries", type=int, default=2, metavar="R",
+                     help="Ray: times a job is tried again when its worker dies or it fails unexpectedly (default 2)")
+    bat.add_argument("--retry-failed", action="store_true", help="run again the jobs the manifest lists as failed")
+    bat.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    bat.set_defaults(func=_cmd_batch)
+
     val = sub.add_parser("validate", help="check a workflow and list every problem")
     val.add_argument("workflow")
     val.add_argument("--json", action="store_true")
@@ -73,29 +94,17 @@ def _print_problems(problems, source: str) -> None:
         print(f"{source}: ... and {len(problems) - MAX_LISTED_PROBLEMS} more problems", file=sys.stderr)
 
 
-def _parse_set(text: str) -> tuple[str, str, object]:
-    target, eq, raw = text.partition("=")
-    node_id, dot, param = target.partition(".")
-    if not eq or not dot or not node_id or not param:
-        raise ValueError(f"--set {text!r}: write NODE.PARAM=VALUE")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return node_id, param, value
-
-
 def _cmd_run(args) -> int:
     import nodegraph
-    from nodegraph import models
+    from nodegraph import models, overrides
 
     try:
         workflow = nodegraph.load(args.workflow)
         for text in args.sets:
-            node_id, param, value = _parse_set(text)
+            node_id, param, raw = overrides.parse_assignment(text)
             if node_id not in workflow.nodes:
                 raise nodegraph.NodegraphError(f"--set {text!r}: no node with id {node_id!r}")
-            workflow.set_param(node_id, param, value)
+            workflow.set_param(node_id, param, overrides.check_text(workflow, node_id, param, raw))
         missing, notes = models.check(workflow)
         for note in notes:
             print(note, file=sys.stderr)
@@ -145,6 +154,53 @@ def _cmd_run(args) -> int:
         ran, cached = len(result.executed), len(result.cached)
         print(f"{ran} node{'s' * (ran != 1)} ran, {cached} cached, {len(result.files)} files written", file=sys.stderr)
     return code
+
+
+def _cmd_batch(args) -> int:
+    import nodegraph
+    from nodegraph import models
+    from nodegraph.batching import BatchCancelled
+
+    if args.engine == "local":
+        for flag, value in (("--address", args.address), ("--workers", args.workers),
+                            ("--gpus-per-worker", args.gpus_per_worker)):
+            if value is not None:
+                _err(f"{flag} is for --engine ray")
+                return 1
+    try:
+        workflow = nodegraph.load(args.workflow)
+        missing, notes = models.check(workflow)
+        for note in notes:
+            print(note, file=sys.stderr)
+        if missing:
+            raise nodegraph.WorkflowInvalid(missing)
+        models.record(workflow)  # written into the workflow each saved PNG embeds
+        rows = nodegraph.batch(
+            workflow, args.jobs, engine=args.engine, output_dir=args.output_dir, device=args.device,
+            input_node=args.input_node, address=args.address, workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker, retries=args.retries, retry_failed=args.retry_failed,
+        )
+    except nodegraph.WorkflowInvalid as e:
+        _print_problems(e.problems, args.workflow)
+        return 1
+    except BatchCancelled as e:
+        print(str(e), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("cancelled; run the batch again with the same output folder to go on", file=sys.stderr)
+        return 130
+    except nodegraph.NodegraphError as e:
+        _err(str(e))
+        return 1
+    failed = [row for row in rows if row["status"] != "done"]
+    for row in failed[:MAX_LISTED_PROBLEMS]:
+        print(f"job {row['job']} failed: {row['error']}", file=sys.stderr)
+    if len(failed) > MAX_LISTED_PROBLEMS:
+        print(f"... and {len(failed) - MAX_LISTED_PROBLEMS} more failed jobs", file=sys.stderr)
+    manifest = Path(args.output_dir) / "manifest.jsonl"
+    print(f"{len(rows) - len(failed)} of {len(rows)} jobs done, {len(failed)} failed; manifest: {manifest}",
+          file=sys.stderr)
+    return 1 if failed else 0
 
 
 class _Progress:

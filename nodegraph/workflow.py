@@ -163,17 +163,28 @@ class Workflow:
         self._touch()
 
     def set_param(self, node_id: str, name: str, value: Any) -> None:
+        value = self.check_param(node_id, name, value)
+        node = self.nodes[node_id]
+        node.params[name] = value
+        self._touch(node)
+
+    def param_decl(self, node_id: str, name: str):
+        """The declaration of a node's parameter, or :class:`ParamError` listing the known ones."""
         node = self.node(node_id)
         node_type = self.registry.get(node.type)
         param = node_type.param(name) if node_type else None
         if param is None:
             known = ", ".join(p.name for p in node_type.params) if node_type else "none"
             raise ParamError(node_id, name, f"no such parameter (known: {known})")
+        return param
+
+    def check_param(self, node_id: str, name: str, value: Any) -> Any:
+        """The value ``set_param`` would store (in canonical form), without changing anything."""
+        param = self.param_decl(node_id, name)
         try:
-            node.params[name] = param.coerce(value)
+            return param.coerce(value)
         except ValueError as e:
             raise ParamError(node_id, name, str(e)) from None
-        self._touch(node)
 
     def set_mode(self, node_id: str, mode: str) -> None:
         if mode not in MODES:
