@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import NodegraphError, Problem
 from .files import atomic_write
-from .settings import model_folders
+from .settings import bundled_model_folder, model_folders
 
 HF_PREFIX = "hf:"
 MODEL_HINT = "model"
@@ -67,7 +67,10 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 def available() -> list[str]:
     """Model names in the configured folders (for pickers): model folders and weight files."""
     names = []
-    for folder in model_folders():
+    folders, bundled = model_folders(), bundled_model_folder()
+    if bundled in folders:  # the demo models come first in pickers (a user's model of the same name still wins)
+        folders = [bundled] + [f for f in folders if f != bundled]
+    for folder in folders:
         if not folder.is_dir():
             continue
         for entry in sorted(folder.iterdir()):

@@ -2,7 +2,9 @@
 
 One JSON file, so a headless run sees the model folders the editor was told about:
 ``$NODEGRAPH_SETTINGS``, else ``$XDG_CONFIG_HOME/nodegraph/settings.json`` (``~/.config/...``).
-``$NODEGRAPH_MODEL_PATHS`` (folders separated by ``os.pathsep``) adds folders before the file's.
+``$NODEGRAPH_MODEL_PATHS`` (folders separated by ``os.pathsep``) adds folders before the file's. The demo
+models that ship inside the package (``nodegraph_demo/models``) are searched last, so a user's own model of
+the same name wins, but they are listed first in the pickers.
 """
 
 from __future__ import annotations
@@ -44,8 +46,22 @@ def save_settings(settings: dict[str, Any]) -> Path:
     return atomic_write(path, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
 
 
+def bundled_model_folder() -> Path | None:
+    """The folder of demo models installed with the package, if the package is there."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nodegraph_demo")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
+    return folder if folder.is_dir() else None
+
+
 def model_folders() -> list[Path]:
-    """Folders searched for models by name: the environment variable's, then the settings file's."""
+    """Folders searched for models by name: the environment variable's, the settings file's, then the
+    bundled demo models."""
     folders = [p for p in os.environ.get(MODEL_PATHS_ENV, "").split(os.pathsep) if p]
     folders += [p for p in load_settings().get("model_folders", []) if isinstance(p, str)]
-    return [Path(p).expanduser() for p in dict.fromkeys(folders)]
+    bundled = bundled_model_folder()
+    paths = [Path(p).expanduser() for p in dict.fromkeys(folders)]
+    return paths + ([bundled] if bundled is not None and bundled not in paths else [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
@@ -182,3 +184,30 @@ def _inner_ramp(w, h, left, top, right, bottom, feather) -> np.ndarray:
     dy = np.minimum(ys if top else big[:h], (h - 1 - ys) if bottom else big[:h])
     distance = np.minimum(dx[None, :], dy[:, None])  # 0 = the row/column touching the border
     return np.clip((feather - distance) / (feather + 1), 0, 1).astype(np.float32)
+
+
+@node(
+    "image.grid",
+    title="Image Grid",
+    category="image/transform",
+    inputs=[Input("image", T.IMAGE, "a batch of pictures")],
+    outputs=[Output("image", T.IMAGE, "one picture holding the whole batch")],
+    params=[
+        Param("columns", T.INT, 0, min=0, max=256, description="pictures per row; 0: as square as the batch allows"),
+        Param("spacing", T.INT, 2, min=0, max=256, description="pixels between pictures"),
+        Param("color", T.STRING, "#202020", hint="color", description="colour between the pictures"),
+    ],
+)
+def grid(ctx, image, columns, spacing, color):
+    """Lay a batch out as one picture (torchvision's make_grid), e.g. to save a sweep or a batch at once."""
+    import torch
+    from torchvision.utils import make_grid
+
+    count = image.shape[0]
+    rows = min(columns or math.ceil(math.sqrt(count)), count)
+    tiled = make_grid(image, nrow=rows, padding=spacing, pad_value=0.0)
+    if spacing:  # make_grid fills the gaps with one grey level: paint them in the chosen colour instead
+        inside = make_grid(torch.ones_like(image), nrow=rows, padding=spacing, pad_value=0.0)
+        background = tiled.new_tensor(parse_color("color", color)).div(255).view(3, 1, 1)
+        tiled = tiled * inside + background * (1 - inside)
+    return {"image": tiled.unsqueeze(0)}

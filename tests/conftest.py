@@ -126,3 +126,20 @@ def wf():
 @pytest.fixture
 def engine():
     return nodegraph.Engine(device="cpu")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The editor's main window, shown offscreen, with its own output folder; closed without prompts."""
+    pytest.importorskip("PySide6")
+    from gui.window import MainWindow
+
+    w = MainWindow(None, engine=nodegraph.Engine(device="cpu"), output_dir=str(tmp_path / "out"))
+    w.resize(1400, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.saved_text = w.workflow.dumps()  # the unsaved-changes prompt is for people, not for test teardown
+    w.close()
+    w.deleteLater()
+    w.prefs.qt.clear()  # each test starts from the default preferences

@@ -19,19 +19,6 @@ EXAMPLE = os.path.join(REPO, "workflows", "image-ops.json")
 SAMPLE = os.path.join(REPO, "workflows", "assets", "sample.png")
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
-    w = MainWindow(None, engine=nodegraph.Engine(device="cpu"), output_dir=str(tmp_path / "out"))
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    yield w
-    w.saved_text = w.workflow.dumps()  # the unsaved-changes prompt is for people, not for test teardown
-    w.close()
-    w.deleteLater()
-    w.prefs.qt.clear()  # each test starts from the default preferences
-
-
 def add_from_palette(qtbot, window, text):
     window.search.clear()
     qtbot.keyClicks(window.search, text)

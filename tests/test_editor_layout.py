@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 import nodegraph  # noqa: E402
-from test_editor import EXAMPLE, SAMPLE, add_from_palette, drag, run, window  # noqa: E402, F401
+from test_editor import EXAMPLE, run  # noqa: E402
 
 
 def select(window, *ids):

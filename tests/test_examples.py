@@ -8,6 +8,7 @@ sizes and step counts are reduced so the whole set runs in seconds on a CPU.
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -51,8 +52,7 @@ def shrunk(path, out_dir):
             wf.set_param(node.id, "steps", 3)
     small = out_dir / os.path.basename(path)
     nodegraph.save(wf, small)
-    (out_dir / "assets").mkdir(exist_ok=True)
-    Image.open(os.path.join(REPO, "workflows", "assets", "sample.png")).save(out_dir / "assets" / "sample.png")
+    shutil.copytree(os.path.join(REPO, "workflows", "assets"), out_dir / "assets", dirs_exist_ok=True)
     return small
 
 
@@ -80,12 +80,13 @@ def test_example_runs_and_writes_images(path, tmp_path, model_folder, monkeypatc
         with Image.open(file) as im:
             lo, hi = im.convert("L").getextrema()
             assert lo != hi, f"{file} is a flat picture"
-    if os.path.basename(path) == "txt2img.json":
-        assert len(report["files"]) == batch
-    if os.path.basename(path) == "inpaint.json":  # outside the (grown, feathered) sun mask nothing changed
-        before = np.asarray(Image.open(os.path.join(REPO, "workflows", "assets", "sample.png")).convert("RGB"))
+    if os.path.basename(path) == "txt2img.json":  # the batch, saved as one grid picture
+        [grid] = report["files"]
+        assert Image.open(grid).size == (batch * 64 + (batch + 1) * 2, 64 + 2 * 2)
+    if os.path.basename(path) == "inpaint.json":  # outside the (grown, feathered) mask of the red circle nothing changed
+        before = np.asarray(Image.open(os.path.join(REPO, "workflows", "assets", "shapes.png")).convert("RGB"))
         after = np.asarray(Image.open(report["files"][0]))
         far = np.ones(before.shape[:2], bool)
-        far[10:110, 260:360] = False  # a box well around the sun
+        far[4:60, 0:42] = False  # a box well around the circle (radius 10 at x 14, y 32), grown and feathered
         assert np.array_equal(after[far], before[far])
         assert not np.array_equal(after[~far], before[~far])

@@ -1,0 +1,74 @@
+"""The demo models that ship in the package: found first, loaded by diffusers unmodified, and (as far as
+their training so far allows) drawing what the prompt says. Figures over many seeds are in docs/demo-model.md."""
+
+import os
+
+import pytest
+import torch
+
+import nodegraph
+from conftest import REPO
+from nodegraph import models
+from nodegraph.settings import bundled_model_folder
+from nodegraph_demo.evaluate import NAMES, colour_names, psnr
+from nodegraph_demo.scenes import scene_batch
+
+BUNDLED = bundled_model_folder()
+pytestmark = pytest.mark.skipif(BUNDLED is None, reason="the demo models are not installed")
+
+
+@pytest.fixture(autouse=True)
+def only_bundled(monkeypatch, tmp_path):
+    monkeypatch.delenv("NODEGRAPH_MODEL_PATHS", raising=False)
+    monkeypatch.setenv("NODEGRAPH_SETTINGS", str(tmp_path / "settings.json"))
+
+
+def test_the_demo_models_come_first_in_the_pickers(tmp_path, monkeypatch):
+    (tmp_path / "zz-mine").mkdir()
+    (tmp_path / "zz-mine" / "model_index.json").write_text("{}")
+    monkeypatch.setenv("NODEGRAPH_MODEL_PATHS", str(tmp_path))
+    names = models.available()
+    assert names[:3] == ["demo-controlnet-canny", "demo-sana", "demo-sd"] and "zz-mine" in names
+    assert models.resolve("demo-sd") == BUNDLED / "demo-sd"
+    size = sum(f.stat().st_size for f in BUNDLED.rglob("*") if f.is_file())
+    assert size <= 25 * 10**6, f"the demo models take {size / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name, cls", [("demo-sd", "AutoencoderKL"), ("demo-sana", "AutoencoderDC")])
+def test_autoencoders_reconstruct_held_out_scenes(name, cls):
+    import diffusers
+
+    vae = getattr(diffusers, cls).from_pretrained(BUNDLED / name / "vae", torch_dtype=torch.float32).eval()
+    held = scene_batch(16, seed=0, index=10_000, split="eval")
+    with torch.no_grad():
+        x = held.images * 2 - 1
+        latent = vae.encode(x).latent_dist.mode() if cls == "AutoencoderKL" else vae.encode(x).latent
+        decoded = (vae.decode(latent).sample / 2 + 0.5).clamp(0, 1)
+    target = 30.0 if cls == "AutoencoderKL" else 28.0  # the issue's targets; measured 30.9 and 32.4 dB on 48
+    assert psnr(decoded, held.images) >= target
+
+
+def test_diffusers_loads_the_sd_folder_unmodified():
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED / "demo-sd", torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a large red circle in the centre, white background", num_inference_steps=4, height=64, width=64,
+                 generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert image.shape == (1, 3, 64, 64)
+
+
+def background(image: torch.Tensor) -> str:
+    """The colour name most of the picture's border pixels have."""
+    border = torch.cat([image[:, 0, :], image[:, -1, :], image[:, :, 0], image[:, :, -1]], dim=1)  # (3, 4W)
+    return NAMES[int(colour_names(border.T).mode().values)]
+
+
+@pytest.mark.parametrize("colour", ["blue", "green", "yellow"])
+def test_txt2img_example_paints_the_prompted_background(colour, tmp_path):
+    wf = nodegraph.load(os.path.join(REPO, "workflows", "txt2img.json"))
+    wf.set_param("prompt", "prompt", f"a small red circle on the left, {colour} background")
+    wf.set_param("size", "batch_size", 2)
+    result = nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path)
+    pictures = result.outputs["decode"]["image"]
+    assert [background(p) for p in pictures] == [colour, colour]
