@@ -101,7 +101,9 @@ def test_a_worker_killed_mid_batch_loses_no_job_and_runs_none_twice(tmp_path, re
     lines = manifest_rows(out)
     assert len(lines) == 50 and collections.Counter(r["job"] for r in lines).most_common(1)[0][1] == 1
     assert {r["status"] for r in lines} == {"done"}
-    assert len({r["worker"] for r in lines}) == 3  # the two first workers, and the one that took over
+    # the two first workers, and the restarted or replacing one when jobs were still queued for it (the other
+    # worker may have taken them all first: how many worker names appear depends on timing)
+    assert len({r["worker"] for r in lines}) >= 2
     for row in rows:
         check_outputs(out, row)
     assert not (out / ".partial").exists()
