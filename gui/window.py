@@ -216,7 +216,8 @@ class MainWindow(QMainWindow):
         action(edit, "Copy", QKeySequence.Copy, self.copy_selection)
         action(edit, "Paste", QKeySequence.Paste, self.paste)
         action(edit, "Duplicate", "Ctrl+D", lambda: self.paste(self.selection_text()))
-        action(edit, "Mute / unmute", "Ctrl+M", lambda: self.toggle_mode("muted"))
+        mute = action(edit, "Mute / unmute", "Ctrl+M", lambda: self.toggle_mode("muted"))
+        mute.setShortcuts([QKeySequence("Ctrl+M"), QKeySequence("M")])  # ComfyUI, and Blender's M
         action(edit, "Bypass / unbypass", "Ctrl+B", lambda: self.toggle_mode("bypassed"))
         edit.addSeparator()
         action(edit, "Frame selected nodes", "Ctrl+G", lambda: self.scene.group_selected())

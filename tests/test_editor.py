@@ -182,6 +182,11 @@ def test_mute_and_bypass_shortcuts_toggle_the_mode(qtbot, window):
     assert window.workflow.nodes["gray"].mode == "bypassed"
     QTest.keyClick(window, Qt.Key_B, Qt.ControlModifier)
     assert window.workflow.nodes["gray"].mode == "active"
+    QTest.keyClick(window.view, Qt.Key_M)  # M alone, as in Blender
+    assert window.workflow.nodes["gray"].mode == "muted"
+    window.search.setFocus()
+    QTest.keyClick(window.search, Qt.Key_M)  # typing an m in a text field is just a letter
+    assert window.search.text() == "m" and window.workflow.nodes["gray"].mode == "muted"
 
 
 def test_live_mode_reruns_only_the_dirty_part_after_an_edit(qtbot, window):

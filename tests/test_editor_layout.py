@@ -183,7 +183,7 @@ def test_the_help_menu_lists_the_shortcuts(qtbot, window):
 
     dialog = ShortcutsDialog(window)
     rows = {dialog.table.item(i, 0).text(): dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())}
-    assert rows["Edit → Mute / unmute"] == "Ctrl+M" and rows["Edit → Frame selected nodes"] == "Ctrl+G"
+    assert rows["Edit → Mute / unmute"] == "Ctrl+M · M" and rows["Edit → Frame selected nodes"] == "Ctrl+G"
     assert rows["Run → Run"] == "Ctrl+Return" and "Ctrl + right-drag" in rows["Cut links"]
     assert rows["Edit → Redo"] == "Ctrl+Shift+Z · Ctrl+Y"
 
