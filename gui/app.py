@@ -22,4 +22,6 @@ def main(path: str | None = None, output_dir: str | None = None, device: str | N
         engine = nodegraph.Engine(device=device, cache_bytes=int(Preferences().cache_gib() * 1024**3))
     window = MainWindow(path, engine=engine, output_dir=output_dir)
     window.show()
+    if path is None and not window.modified():  # a first start (no file, nothing recovered): show what it does
+        window.open_demo()
     return app.exec()

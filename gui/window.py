@@ -262,6 +262,21 @@ class MainWindow(QMainWindow):
         self.prefs.add_recent(path)
         return True
 
+    def open_demo(self, run: bool = True) -> bool:
+        """Open the bundled demo workflow (the demo model drawing a prompt) and run it: what a first start shows."""
+        try:
+            from nodegraph_demo.first_run import first_run_workflow
+
+            workflow = first_run_workflow()
+        except (ImportError, nodegraph.NodegraphError) as e:
+            self._warn(f"no demo workflow: {e}")
+            return False
+        self._set_workflow(workflow, None)
+        self.statusBar().showMessage("the demo workflow: change the prompt or the seed and run again")
+        if run:
+            QTimer.singleShot(0, self.run_all)
+        return True
+
     def choose_file(self) -> None:
         if not self._may_discard():
             return

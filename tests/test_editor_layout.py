@@ -242,3 +242,16 @@ def test_deleting_framed_and_rerouted_nodes_leaves_no_empty_frame_or_stray_route
     assert not any(l.via for l in window.workflow.links)
     window.undo_stack.undo()
     assert window.workflow.groups["group1"].nodes == frame_nodes
+
+
+def test_a_start_without_a_file_opens_the_demo_and_runs_it(qtbot, window, monkeypatch, tmp_path):
+    monkeypatch.delenv("NODEGRAPH_MODEL_PATHS", raising=False)  # the bundled demo model, not a test model
+    monkeypatch.setenv("NODEGRAPH_SETTINGS", str(tmp_path / "settings.json"))
+    with qtbot.waitSignal(window.runner.done, timeout=120_000) as blocker:
+        assert window.open_demo()
+    result = blocker.args[0]
+    assert result.status == "ok" and result.files == []  # a Preview: nothing written
+    assert "preview" in result.executed and window.scene.nodes["preview"].thumbnail is not None
+    grid = result.outputs["preview"]["image"]
+    assert tuple(grid.shape[-2:]) == (134, 134) and not window.viewer.pixmap().isNull()
+    assert [g.title for g in window.workflow.groups.values()][0].startswith("Demo")
