@@ -5,17 +5,32 @@ Nothing here touches the network: the Hugging Face cache is read with ``local_fi
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from nodegraph import NodeUserError, models
 
 
 def resolve(ref: str, ctx) -> Path:
-    """A model reference -> a local path: ``hf:org/name``, a path (relative to the workflow), or a name."""
+    """A model reference -> a local path: ``hf:org/name``, a path (relative to the workflow), or a name.
+    Every loader calls this just before loading, so it also quiets the libraries' loading bars."""
+    _quiet_loading_bars()
     try:
         return models.resolve(ref, ctx.input_path("."))
     except models.ModelNotFound as e:
         raise NodeUserError(str(e).replace("no model chosen", "no model chosen: set 'model'")) from None
+
+
+def _quiet_loading_bars() -> None:
+    """diffusers' and transformers' "Loading ..." progress bars: the engine reports progress its own way
+    (events, the editor's node states, the batch bar), and the bars would clutter a headless run's output."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    # we pass torch_dtype on purpose: every diffusers version we allow (>= 0.35) accepts it; newer ones warn
+    warnings.filterwarnings("ignore", message="`torch_dtype` is deprecated", category=FutureWarning)
 
 
 def identity(ref: str, ctx) -> dict:
