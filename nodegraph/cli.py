@@ -83,6 +83,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _find_models(workflow) -> None:
+    """Before a run: every model the workflow names must be found (renamed ones by hash, said on stderr);
+    then record them in the workflow each saved PNG embeds."""
+    import nodegraph
+    from nodegraph import models
+
+    missing, notes = models.check(workflow)
+    for note in notes:
+        print(note, file=sys.stderr)
+    if missing:
+        raise nodegraph.WorkflowInvalid(missing)
+    models.record(workflow)
+
+
 def _err(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
@@ -96,7 +110,7 @@ def _print_problems(problems, source: str) -> None:
 
 def _cmd_run(args) -> int:
     import nodegraph
-    from nodegraph import models, overrides
+    from nodegraph import overrides
 
     try:
         workflow = nodegraph.load(args.workflow)
@@ -105,12 +119,7 @@ def _cmd_run(args) -> int:
             if node_id not in workflow.nodes:
                 raise nodegraph.NodegraphError(f"--set {text!r}: no node with id {node_id!r}")
             workflow.set_param(node_id, param, overrides.check_text(workflow, node_id, param, raw))
-        missing, notes = models.check(workflow)
-        for note in notes:
-            print(note, file=sys.stderr)
-        if missing:
-            raise nodegraph.WorkflowInvalid(missing)
-        models.record(workflow)  # written into the workflow each saved PNG embeds
+        _find_models(workflow)
         engine = nodegraph.Engine(device=args.device)
         engine.torch_device  # a bad --device is reported before anything runs
     except nodegraph.WorkflowInvalid as e:
@@ -158,7 +167,6 @@ def _cmd_run(args) -> int:
 
 def _cmd_batch(args) -> int:
     import nodegraph
-    from nodegraph import models
     from nodegraph.batching import BatchCancelled
 
     if args.engine == "local":
@@ -169,12 +177,7 @@ def _cmd_batch(args) -> int:
                 return 1
     try:
         workflow = nodegraph.load(args.workflow)
-        missing, notes = models.check(workflow)
-        for note in notes:
-            print(note, file=sys.stderr)
-        if missing:
-            raise nodegraph.WorkflowInvalid(missing)
-        models.record(workflow)  # written into the workflow each saved PNG embeds
+        _find_models(workflow)
         rows = nodegraph.batch(
             workflow, args.jobs, engine=args.engine, output_dir=args.output_dir, device=args.device,
             input_node=args.input_node, address=args.address, workers=args.workers,
