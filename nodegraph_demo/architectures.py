@@ -106,8 +106,8 @@ def sana_instruction() -> list[str]:
     return list(inspect.signature(SanaPipeline.__call__).parameters["complex_human_instruction"].default)
 
 
-def write_clip_tokenizer(folder: Path, max_length: int) -> None:
-    """A CLIPTokenizer (vocab.json, merges.txt) that spells any text, with every caption word one token."""
+def write_clip_tokenizer(folder: Path, max_length: int, words=VOCABULARY) -> None:
+    """A CLIPTokenizer (vocab.json, merges.txt) that spells any text, with each of ``words`` one token."""
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -120,7 +120,7 @@ def write_clip_tokenizer(folder: Path, max_length: int) -> None:
     # Merge each word from its end: every merge joins a letter to a word ending ("e</w>", "ge</w>", ...), so
     # a merge only ever applies where the word ending it builds is the ending of the word at hand: no word's
     # merges can split another word, whatever their order.
-    for word in VOCABULARY:
+    for word in words:
         if len(word) == 1:
             continue
         tail = word[-1] + "</w>"
@@ -133,7 +133,7 @@ def write_clip_tokenizer(folder: Path, max_length: int) -> None:
     tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length,
                         bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
                         unk_token="<|endoftext|>")
-    split = [w for w in VOCABULARY if len(tok.tokenize(w)) != 1]
+    split = [w for w in words if len(tok.tokenize(w)) != 1]
     if split:
         raise AssertionError(f"caption words that are not one CLIP token: {split}")
     tok.save_pretrained(folder)

@@ -6,7 +6,6 @@ model is saved with safetensors, then loaded back by the code under test.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -15,31 +14,11 @@ CLIP_WORDS = ["a", "red", "blue", "green", "circle", "square", "on", "the", "lef
 
 
 def write_clip_tokenizer(folder: Path, max_length: int = 77) -> None:
-    """A CLIPTokenizer folder (vocab.json, merges.txt) that spells any text, with a few whole words."""
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    """A CLIPTokenizer folder (vocab.json, merges.txt) that spells any text, with a few whole words: the demo
+    models' tokenizer builder with the tests' words."""
+    from nodegraph_demo.architectures import write_clip_tokenizer as write
 
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = list(bytes_to_unicode().values())
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for s in symbols + [s + "</w>" for s in symbols]:
-        vocab.setdefault(s, len(vocab))
-    merges = []
-    for word in CLIP_WORDS:  # merge letters left to right into the whole word
-        current = word[0]
-        for ch in word[1:-1]:
-            merges.append(f"{current} {ch}")
-            current += ch
-            vocab.setdefault(current, len(vocab))
-        if len(word) > 1:
-            merges.append(f"{current} {word[-1]}</w>")
-            vocab.setdefault(word + "</w>", len(vocab))
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
-    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length,
-                        bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                        unk_token="<|endoftext|>")
-    tok.save_pretrained(folder)
+    write(folder, max_length, CLIP_WORDS)
 
 
 def clip_text_model(seed: int, vocab_size: int = 1024, hidden: int = 32, projection: int | None = None):
