@@ -352,12 +352,32 @@ class Stage:
         images, _ = S.render(prepared.tensors, self.size, self.device)
         return images
 
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """Pictures as the autoencoders take them: in [-1, 1], channels-last on a GPU."""
+        x = images * 2 - 1
+        return x.contiguous(memory_format=torch.channels_last) if self.run.cuda else x
+
 
 def _edges_l1(a, b):
     """L1 distance between the two pictures' horizontal and vertical differences: keeps edges sharp."""
     dx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
     dy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])
     return dx.abs().mean() + dy.abs().mean()
+
+
+def _reconstruction_loss(out, x):
+    """What both autoencoders minimise: L1 + L2 to the picture, plus sharp edges."""
+    return (out - x).abs().mean() + (out - x).pow(2).mean() + 0.5 * _edges_l1(out, x)
+
+
+def _scale_and_save(run: Run, name: str, autoencoder, encode) -> None:
+    """Set an autoencoder's scaling_factor to 1 / (std of its held-out latents), then save it to WORK/models."""
+    z, score = _held_out_latents(run, encode)
+    std, mean = float(z.std()), float(z.mean())
+    autoencoder.register_to_config(scaling_factor=1.0 / std)
+    log(f"[{name}] held-out PSNR {score:.2f} dB; latent mean {mean:.3f} std {std:.3f} -> scaling_factor "
+        f"{1 / std:.5f}")
+    save_pretrained(autoencoder, run.models / name)
 
 
 def _held_out_latents(run: Run, encode):
@@ -394,14 +414,12 @@ class VaeStage(Stage):
 
     def loss(self, step, prepared, gen):
         vae = self.net("vae")
-        x = self.images(prepared) * 2 - 1
-        if self.run.cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.pixels(self.images(prepared))
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen, device=self.device)
         out = vae.decode(z).sample.float()
         kl = 0.5 * (posterior.mean.float() ** 2 + posterior.var.float() - 1 - posterior.logvar.float()).mean()
-        return (out - x).abs().mean() + (out - x).pow(2).mean() + 0.5 * _edges_l1(out, x) + self.kl_weight * kl
+        return _reconstruction_loss(out, x) + self.kl_weight * kl
 
     def finish(self, modules):
         vae = modules["vae"].eval()
@@ -410,12 +428,7 @@ class VaeStage(Stage):
             dist = vae.encode(x).latent_dist
             return dist.sample(), vae.decode(dist.mode()).sample
 
-        z, score = _held_out_latents(self.run, encode)
-        std, mean = float(z.std()), float(z.mean())
-        vae.register_to_config(scaling_factor=1.0 / std)
-        log(f"[vae] held-out PSNR {score:.2f} dB; latent mean {mean:.3f} std {std:.3f} -> scaling_factor "
-            f"{1 / std:.5f}")
-        save_pretrained(vae, self.run.models / "vae")
+        _scale_and_save(self.run, "vae", vae, encode)
 
 
 class DcaeStage(Stage):
@@ -430,13 +443,10 @@ class DcaeStage(Stage):
 
     def loss(self, step, prepared, gen):
         dcae = self.net("dcae")
-        x = self.images(prepared) * 2 - 1
-        if self.run.cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.pixels(self.images(prepared))
         z = dcae.encode(x).latent
         out = dcae.decode(z).sample.float()
-        return ((out - x).abs().mean() + (out - x).pow(2).mean() + 0.5 * _edges_l1(out, x)
-                + self.latent_weight * z.float().pow(2).mean())
+        return _reconstruction_loss(out, x) + self.latent_weight * z.float().pow(2).mean()
 
     def finish(self, modules):
         dcae = modules["dcae"].eval()
@@ -445,12 +455,7 @@ class DcaeStage(Stage):
             z = dcae.encode(x).latent
             return z, dcae.decode(z).sample
 
-        z, score = _held_out_latents(self.run, encode)
-        std, mean = float(z.std()), float(z.mean())
-        dcae.register_to_config(scaling_factor=1.0 / std)
-        log(f"[dcae] held-out PSNR {score:.2f} dB; latent mean {mean:.3f} std {std:.3f} -> scaling_factor "
-            f"{1 / std:.5f}")
-        save_pretrained(dcae, self.run.models / "dcae")
+        _scale_and_save(self.run, "dcae", dcae, encode)
 
 
 def _ensure_tokenizer(run: Run, name: str, write) -> Path:
@@ -498,10 +503,7 @@ class _EpsilonStage(Stage):
     def noised(self, prepared, gen):
         images = self.images(prepared)
         with torch.no_grad():
-            x = images * 2 - 1
-            if self.run.cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            dist = self.vae.encode(x).latent_dist
+            dist = self.vae.encode(self.pixels(images)).latent_dist
             latents = (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen, device=self.device))
             latents = latents.float() * self.scaling
         b = latents.shape[0]
@@ -619,12 +621,8 @@ class SanaStage(Stage):
         return shift * s / (1 + (shift - 1) * s)
 
     def loss(self, step, prepared, gen):
-        images = self.images(prepared)
         with torch.no_grad():
-            x = images * 2 - 1
-            if self.run.cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            latents = self.dcae.encode(x).latent.float() * self.scaling
+            latents = self.dcae.encode(self.pixels(self.images(prepared))).latent.float() * self.scaling
         b = latents.shape[0]
         noise = torch.randn(latents.shape, generator=gen, device=self.device)
         sigma = self.sigmas(b, gen)
