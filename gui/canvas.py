@@ -179,8 +179,7 @@ class LinkItem(QGraphicsPathItem):
         points = self.points(end)
         path = QPainterPath(points[0])
         for a, b in zip(points, points[1:]):
-            dx = max(abs(b.x() - a.x()) * 0.5, 40)
-            path.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
+            _curve_to(path, a, b)
         self.setPath(path)
 
     def shape(self) -> QPainterPath:
@@ -201,8 +200,7 @@ class LinkItem(QGraphicsPathItem):
         best, best_d = 0, float("inf")
         for i, (a, b) in enumerate(zip(points, points[1:])):
             piece = QPainterPath(a)
-            dx = max(abs(b.x() - a.x()) * 0.5, 40)
-            piece.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
+            _curve_to(piece, a, b)
             for k in range(25):
                 p = piece.pointAtPercent(k / 24)
                 d = (p.x() - pos.x()) ** 2 + (p.y() - pos.y()) ** 2
@@ -219,6 +217,12 @@ class LinkItem(QGraphicsPathItem):
     def mouseDoubleClickEvent(self, event) -> None:
         self.graph().add_reroute(self, event.scenePos())
         event.accept()
+
+
+def _curve_to(path: QPainterPath, a: QPointF, b: QPointF) -> None:
+    """One stretch of a link: leaves ``a`` and reaches ``b`` horizontally, as sockets face left and right."""
+    dx = max(abs(b.x() - a.x()) * 0.5, 40)
+    path.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
 
 
 class GraphScene(QGraphicsScene):

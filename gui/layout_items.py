@@ -87,8 +87,7 @@ class GroupItem(QGraphicsItem):
         delta = event.scenePos() - self._drag
         self._drag = event.scenePos()
         for item in self.members():
-            item.setPos(item.pos() + delta)  # each move writes the node's position to the workflow
-        self.refresh()
+            item.setPos(item.pos() + delta)  # the scene then writes its position and refits this frame
 
     def mouseReleaseEvent(self, event) -> None:
         self._drag = None

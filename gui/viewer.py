@@ -17,11 +17,14 @@ from nodegraph.files import atomic_write
 from nodegraph.imaging import png_bytes, to_pil
 
 
+def first_picture(image):
+    """The first picture of an IMAGE tensor (or of a MASK, shown grey) as a Pillow image."""
+    return to_pil(image[:1].expand(-1, 3, -1, -1) if image.shape[1] == 1 else image[:1])[0]
+
+
 def to_pixmap(image) -> QPixmap:
     """The first picture of an IMAGE tensor (or MASK, shown grey) as a QPixmap."""
-    if image.shape[1] == 1:
-        image = image.expand(-1, 3, -1, -1)
-    picture = to_pil(image[:1])[0]
+    picture = first_picture(image)
     data = picture.tobytes("raw", "RGB")
     qimage = QImage(data, picture.width, picture.height, 3 * picture.width, QImage.Format_RGB888).copy()
     return QPixmap.fromImage(qimage)
@@ -113,5 +116,4 @@ class ImageViewer(QWidget):
         path = Path(path)
         if path.suffix.lower() != ".png":
             path = path.with_suffix(".png")
-        picture = to_pil(self.image[:1] if self.image.shape[1] == 3 else self.image[:1].expand(-1, 3, -1, -1))[0]
-        return atomic_write(path, png_bytes(picture, self.workflow_text()))
+        return atomic_write(path, png_bytes(first_picture(self.image), self.workflow_text()))

@@ -204,10 +204,10 @@ def grid(ctx, image, columns, spacing, color):
     from torchvision.utils import make_grid
 
     count = image.shape[0]
-    rows = min(columns or math.ceil(math.sqrt(count)), count)
-    tiled = make_grid(image, nrow=rows, padding=spacing, pad_value=0.0)
+    per_row = min(columns or math.ceil(math.sqrt(count)), count)
+    tiled = make_grid(image, nrow=per_row, padding=spacing, pad_value=0.0)
     if spacing:  # make_grid fills the gaps with one grey level: paint them in the chosen colour instead
-        inside = make_grid(torch.ones_like(image), nrow=rows, padding=spacing, pad_value=0.0)
+        inside = make_grid(torch.ones_like(image), nrow=per_row, padding=spacing, pad_value=0.0)
         background = tiled.new_tensor(parse_color("color", color)).div(255).view(3, 1, 1)
         tiled = tiled * inside + background * (1 - inside)
     return {"image": tiled.unsqueeze(0)}
