@@ -86,8 +86,13 @@ TINY = Arch(
 
 ARCHS = {a.name: a for a in (FULL, TINY)}
 
+# v-prediction on a schedule rescaled to zero terminal SNR (Lin et al. 2024, "Common Diffusion Noise Schedules
+# and Sample Steps are Flawed"): SD's own schedule leaves a trace of the picture at its last step, and an
+# epsilon model trained on it took each object's place from that trace in the starting noise, never from
+# the prompt ("on the left" and "on the right" gave the same picture for a seed).
 SD_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-                "prediction_type": "epsilon", "steps_offset": 1, "timestep_spacing": "trailing"}
+                "prediction_type": "v_prediction", "rescale_betas_zero_snr": True, "steps_offset": 1,
+                "timestep_spacing": "trailing"}
 SANA_FLOW_SHIFT = 1.0  # 64 latent tokens: the 1024-pixel models' shift of 3 would spend the steps at high noise
 SANA_SCHEDULER = {"num_train_timesteps": 1000, "flow_shift": SANA_FLOW_SHIFT, "use_flow_sigmas": True,
                   "prediction_type": "flow_prediction"}

@@ -3,7 +3,7 @@
 Stages (each reads the finished models of the ones it needs from WORK/models and writes its own there):
 
     vae         AutoencoderKL, reconstruction                          -> models/vae
-    sd          CLIP text encoder + UNet (epsilon) in the VAE's latents -> models/tokenizer, text_encoder, unet
+    sd          CLIP text encoder + UNet (v, zero terminal SNR) in the VAE's latents -> models/tokenizer, text_encoder, unet
     controlnet  canny ControlNet over the frozen SD models              -> models/controlnet
     dcae        AutoencoderDC, reconstruction                          -> models/dcae
     sana        Gemma-2 + Sana transformer (flow matching) in DC-AE latents -> models/gemma_tokenizer, gemma, transformer
@@ -469,15 +469,16 @@ def _ensure_tokenizer(run: Run, name: str, write) -> Path:
 
 
 def _min_snr_weights(alphas_cumprod, t, gamma: float = 5.0):
-    """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023): faster, steadier training."""
-    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-    return snr.clamp(max=gamma) / snr
+    """Min-SNR-gamma loss weights (Hang et al. 2023) for a v-prediction loss, counted from SNR + 1 so the
+    zero-SNR steps keep their weight: there v is minus the picture, and predicting it from the prompt
+    alone is what places the objects."""
+    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t]).clamp(min=1e-8)
+    return (snr + 1).clamp(max=gamma + 1) / (snr + 1)
 
 
-class _EpsilonStage(Stage):
-    """What the SD UNet and its ControlNet share: the frozen VAE, CLIP text, DDPM noising, min-SNR loss."""
+class _SdNoiseStage(Stage):
+    """What the SD UNet and its ControlNet share: the frozen VAE, CLIP text, DDPM noising, min-SNR v loss."""
 
-    offset_noise = 0.1  # a little per-channel constant noise, so sampling can still change a picture's mean colour
     caption_dropout = 0.1
 
     def setup_sd(self):
@@ -487,7 +488,8 @@ class _EpsilonStage(Stage):
         self.vae = _frozen(AutoencoderKL.from_pretrained(self.run.models / "vae"), self.run)
         self.scaling = self.vae.config.scaling_factor
         train = {k: v for k, v in A.SD_SCHEDULER.items() if k in ("num_train_timesteps", "beta_start", "beta_end",
-                                                                    "beta_schedule", "prediction_type")}
+                                                                    "beta_schedule", "prediction_type",
+                                                                    "rescale_betas_zero_snr")}
         self.noise = DDPMScheduler(**train)
         self.alphas = self.noise.alphas_cumprod.to(self.device)
         tok_dir = _ensure_tokenizer(self.run, "tokenizer",
@@ -501,6 +503,7 @@ class _EpsilonStage(Stage):
         return prepared
 
     def noised(self, prepared, gen):
+        """The pictures, their noised latents, the v target (diffusers' get_velocity) and the timesteps."""
         images = self.images(prepared)
         with torch.no_grad():
             dist = self.vae.encode(self.pixels(images)).latent_dist
@@ -508,16 +511,15 @@ class _EpsilonStage(Stage):
             latents = latents.float() * self.scaling
         b = latents.shape[0]
         noise = torch.randn(latents.shape, generator=gen, device=self.device)
-        noise = noise + self.offset_noise * torch.randn((b, latents.shape[1], 1, 1), generator=gen, device=self.device)
         t = torch.randint(0, self.noise.config.num_train_timesteps, (b,), generator=gen, device=self.device)
-        return images, self.noise.add_noise(latents, noise, t), noise, t
+        return images, self.noise.add_noise(latents, noise, t), self.noise.get_velocity(latents, noise, t), t
 
-    def weighted_mse(self, pred, noise, t):
-        per_sample = (pred.float() - noise).pow(2).flatten(1).mean(1)
+    def weighted_mse(self, pred, target, t):
+        per_sample = (pred.float() - target).pow(2).flatten(1).mean(1)
         return (per_sample * _min_snr_weights(self.alphas, t)).mean()
 
 
-class SdStage(_EpsilonStage):
+class SdStage(_SdNoiseStage):
     name = "sd"
     lr = 5e-4
     batch = 256
@@ -536,17 +538,17 @@ class SdStage(_EpsilonStage):
         return {"text_encoder": text_encoder, "unet": unet}
 
     def loss(self, step, prepared, gen):
-        _, noisy, noise, t = self.noised(prepared, gen)
+        _, noisy, target, t = self.noised(prepared, gen)
         embeds = self.text(prepared.captions, self.device)
         pred = self.net("unet")(noisy, t, encoder_hidden_states=embeds).sample
-        return self.weighted_mse(pred, noise, t)
+        return self.weighted_mse(pred, target, t)
 
     def finish(self, modules):
         save_pretrained(modules["text_encoder"], self.run.models / "text_encoder")
         save_pretrained(modules["unet"], self.run.models / "unet")
 
 
-class ControlNetStage(_EpsilonStage):
+class ControlNetStage(_SdNoiseStage):
     name = "controlnet"
     lr = 4e-4  # its zero-initialised output convolutions must grow within a minute or two
     batch = 256
@@ -568,7 +570,7 @@ class ControlNetStage(_EpsilonStage):
         return {"controlnet": net}
 
     def loss(self, step, prepared, gen):
-        images, noisy, noise, t = self.noised(prepared, gen)
+        images, noisy, target, t = self.noised(prepared, gen)
         control = S.canny(images)
         with torch.no_grad():
             embeds = self.text(prepared.captions, self.device)
@@ -576,7 +578,7 @@ class ControlNetStage(_EpsilonStage):
                                                return_dict=False)
         pred = self.unet(noisy, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
                          mid_block_additional_residual=mid).sample
-        return self.weighted_mse(pred, noise, t)
+        return self.weighted_mse(pred, target, t)
 
     def finish(self, modules):
         save_pretrained(modules["controlnet"], self.run.models / "controlnet")

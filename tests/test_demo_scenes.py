@@ -145,7 +145,7 @@ def test_canny_is_the_controlnet_preprocessor_at_the_pictures_size(tmp_path, bat
 def test_the_measures_pass_true_pictures_and_fail_wrong_ones():
     held = scenes.scene_batch(64, seed=11, split="eval", size=SIZE)
     assert evaluate.score(held.images, held.scenes) == {"colour": 1.0, "position": 1.0, "background": 1.0,
-                                                        "count": 64}
+                                                        "one_colour": 1.0, "one_position": 1.0, "count": 64}
     shuffled = evaluate.score(held.images.roll(1, 0), held.scenes)
     assert shuffled["colour"] < 0.3 and shuffled["background"] < 0.3
     noise = evaluate.score(torch.rand(16, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)), held.scenes[:16])
