@@ -48,26 +48,44 @@ def colour_names(rgb: torch.Tensor) -> torch.Tensor:
     return torch.where((s < MIN_SATURATION) | (v < 0.2), neutral, names)
 
 
-def _region_ok(position: str, x: float, y: float) -> bool:
+def in_region(position: str, x: float, y: float) -> bool:
     """Whether a centre of mass (fractions of the picture) lies in the named half (or middle third)."""
     return {"left": x < 0.5, "right": x > 0.5, "top": y < 0.5, "bottom": y > 0.5,
             "centre": abs(x - 0.5) < 1 / 6 and abs(y - 0.5) < 1 / 6}[position]
 
 
-def judge(image: torch.Tensor, scene: Scene) -> dict[str, bool | None]:
-    """Does one picture (3, H, W) show ``scene``? colour / position / background: True, False, or None
-    where the caption says nothing to check (no position named)."""
-    _, height, width = image.shape
+def _object_pixels(image: torch.Tensor):
+    """Each pixel's colour name, which pixels belong to objects (far from the background colour and not of
+    its name), and the background's name; image is (3, H, W) in [0, 1]."""
     pixels = image.float().permute(1, 2, 0)  # (H, W, 3)
     border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = border.median(0).values
     names = colour_names(pixels)
     background_name = NAMES[int(colour_names(background))]
     foreground = (pixels - background).norm(dim=-1) > FOREGROUND_DISTANCE
-    ys, xs = torch.meshgrid(torch.arange(height, device=image.device), torch.arange(width, device=image.device),
-                            indexing="ij")
-    min_pixels = max(1, int(MIN_OBJECT_PIXELS * height * width))
-    chosen = foreground & (names != NAMES.index(background_name))
+    return names, foreground & (names != NAMES.index(background_name)), background_name
+
+
+def _centre(mask: torch.Tensor) -> tuple[float, float]:
+    """Centre of mass of a (H, W) boolean mask, as fractions of the width and height."""
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return float(xs.float().mean() + 0.5) / mask.shape[1], float(ys.float().mean() + 0.5) / mask.shape[0]
+
+
+def main_object(image: torch.Tensor) -> tuple[str, float, float] | None:
+    """The colour name most object pixels have and their centre of mass (fractions of the picture), or
+    None where too few pixels stand out from the background: what a one-object prompt asked for."""
+    names, chosen, _ = _object_pixels(image)
+    if int(chosen.sum()) < max(1, int(MIN_OBJECT_PIXELS * chosen.numel())):
+        return None
+    return (NAMES[int(names[chosen].mode().values)], *_centre(chosen))
+
+
+def judge(image: torch.Tensor, scene: Scene) -> dict[str, bool | None]:
+    """Does one picture (3, H, W) show ``scene``? colour / position / background: True, False, or None
+    where the caption says nothing to check (no position named)."""
+    names, chosen, background_name = _object_pixels(image)
+    min_pixels = max(1, int(MIN_OBJECT_PIXELS * chosen.numel()))
     counts = torch.bincount(names[chosen], minlength=len(NAMES))
     total = int(counts.sum())
     said = any(o.position_said for o in scene.objects)
@@ -86,9 +104,7 @@ def judge(image: torch.Tensor, scene: Scene) -> dict[str, bool | None]:
         if int(mine.sum()) < min_pixels:
             position_ok = False
             continue
-        x = float((xs[mine].float() + 0.5).mean()) / width
-        y = float((ys[mine].float() + 0.5).mean()) / height
-        position_ok = position_ok and _region_ok(o.position, x, y)
+        position_ok = position_ok and in_region(o.position, *_centre(mine))
     return {"colour": colour_ok, "position": position_ok, "background": background_name == scene.background}
 
 

@@ -14,7 +14,7 @@ def first_run_workflow():
     wf.add_node("model.checkpoint", "checkpoint", params={"model": "demo-sd"}, position=(0, 0))
     wf.add_node("cond.text", "prompt", params={"prompt": PROMPT}, position=(300, -40))
     wf.add_node("latent.empty", "size", params={"width": 64, "height": 64, "batch_size": 4}, position=(300, 240))
-    wf.add_node("sampling.sampler", "sampler", params={"steps": 20, "cfg": 7.0, "seed": 1}, position=(600, 0))
+    wf.add_node("sampling.sampler", "sampler", params={"steps": 20, "cfg": 4.0, "seed": 1}, position=(600, 0))
     wf.add_node("vae.decode", "decode", position=(900, 0))
     wf.add_node("image.grid", "grid", position=(1160, 0))
     wf.add_node("image.preview", "preview", position=(1420, 0))

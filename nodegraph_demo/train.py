@@ -49,6 +49,7 @@ WEIGHTS = {"vae": 1.5, "sd": 5.5, "controlnet": 1.5, "dcae": 1.5, "sana": 5.0}  
 PRODUCTS = {"vae": ("vae",), "sd": ("tokenizer", "text_encoder", "unet"), "controlnet": ("controlnet",),
             "dcae": ("dcae",), "sana": ("gemma_tokenizer", "gemma", "transformer")}
 EXPORTS = ("demo-sd", "demo-controlnet-canny", "demo-sana")
+BRANCHES = (("vae", "sd", "controlnet"), ("dcae", "sana"))  # no stage of one needs a stage of the other
 
 
 def log(*parts) -> None:
@@ -733,9 +734,9 @@ def _from_pretrained(cls, folder: Path, dtype):
     return cls.from_pretrained(folder, **{key: dtype})
 
 
-def _warm_start(run: Run, stage: Stage, ema) -> None:
+def _warm_start(run: Run, stage: Stage, ema) -> bool:
     """With no checkpoint, a stage whose finished models exist (a finished run's, or imported with
-    --init-from) continues from their weights, with a fresh optimizer."""
+    --init-from) continues from their weights, with a fresh optimizer. Says whether it did."""
     found = [n for n in stage.modules if (run.models / n).is_dir()]
     for name in found:
         module = stage.modules[name]
@@ -747,6 +748,7 @@ def _warm_start(run: Run, stage: Stage, ema) -> None:
             with torch.no_grad():
                 for e, p in zip(ema, (p for m in stage.modules.values() for p in m.parameters())):
                     e.copy_(p)
+    return bool(found)
 
 
 IMPORTS = {  # exported folder -> {its subfolder: WORK/models folder}
@@ -801,13 +803,13 @@ def train_stage(run: Run, name: str, budget: float) -> None:
                               **({"fused": True} if run.cuda else {}))
     ema = [p.detach().clone().float() for p in params] if stage.ema_decay else None
     step, seconds = load_checkpoint(run, stage, optim, ema)
-    if step == 0:
-        _warm_start(run, stage, ema)
+    warm = step == 0 and _warm_start(run, stage, ema)
     if run.compile:
         stage.compiled = {n: torch.compile(modules[n]) for n in stage.compiled_nets}
     counts = ", ".join(f"{n} {A.count(m) / 1e6:.3f}M" for n, m in modules.items())
-    log(f"[{name}] {counts}; batch {stage.batch}; " + (f"resuming at step {step} ({seconds:.0f} s trained)"
-                                                        if step else "from scratch")
+    start = (f"resuming at step {step} ({seconds:.0f} s trained)" if step
+             else "from the finished models' weights" if warm else "from scratch")
+    log(f"[{name}] {counts}; batch {stage.batch}; {start}"
         + f"; budget {budget:.0f} s")
     first, last_save, last_log = step, time.monotonic(), time.monotonic()
     running, since = torch.zeros((), device=run.device), 0
@@ -985,6 +987,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--init-from", type=Path, default=None,
                    help="exported folders (demo-sd, ...) to start from: they fill WORK/models where it has none")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained denoiser (costs a minute)")
+    p.add_argument("--parallel", action="store_true",
+                   help="train the SD stages and the Sana stages at the same time, in two processes on one "
+                        "device, each for the whole --minutes (these small models leave a GPU mostly idle)")
     p.add_argument("--export", action="store_true", help="write fp16 diffusers folders to --out")
     p.add_argument("--out", type=Path, default=None, help="where --export writes and --eval reads")
     p.add_argument("--pack", type=Path, default=None, help="after --export: a .tar of each exported folder here")
@@ -999,6 +1004,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     if (args.export or args.eval) and args.out is None:
         p.error("--export and --eval need --out")
     return args
+
+
+def _branch_argv(args: argparse.Namespace, stages: list[str], weights: dict[str, float]) -> list[str]:
+    """The command line that trains ``stages`` alone, with this command's settings (no import, export, eval)."""
+    argv = ["--stage", ",".join(stages), "--work", str(args.work), "--minutes", str(args.minutes),
+            "--split", ",".join(f"{s}={weights[s]}" for s in stages), "--seed", str(args.seed),
+            "--lr-scale", str(args.lr_scale), "--save-every", str(args.save_every)]
+    for flag, value in (("--steps", args.steps), ("--batch", args.batch), ("--device", args.device),
+                        ("--log-every", args.log_every)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + [flag for flag, on in (("--tiny", args.tiny), ("--compile", args.compile)) if on]
+
+
+def train_in_parallel(args: argparse.Namespace, branches: list[list[str]], weights: dict[str, float],
+                      run: Run) -> None:
+    """Each branch in its own process (its own CUDA context and tokenizer thread), all at once; a stop
+    request is passed on, so every branch saves its checkpoint."""
+    import subprocess
+
+    home = str(Path(__file__).resolve().parent.parent)  # where this package is, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (home, os.environ.get("PYTHONPATH")) if p)}
+    children = [subprocess.Popen([sys.executable, "-m", "nodegraph_demo.train", *_branch_argv(args, b, weights)],
+                                 env=env) for b in branches]
+    stopped = False
+    try:
+        while any(c.poll() is None for c in children):
+            if run.stop.is_set() and not stopped:
+                for c in children:
+                    c.send_signal(signal.SIGTERM)
+                stopped = True
+            time.sleep(0.2)
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.terminate()
+                c.wait()
+    failed = [" + ".join(b) for b, c in zip(branches, children) if c.returncode != 0]
+    if failed:
+        raise SystemExit(f"training failed for {', '.join(failed)} (see the log above)")
 
 
 def _quiet() -> None:
@@ -1048,12 +1093,16 @@ def main(argv=None) -> int:
             args.work.mkdir(parents=True, exist_ok=True)
             log(f"[train] {', '.join(stages)} on {device} ({arch.name} models, {arch.image_size}px), "
                 f"{args.minutes:g} min in all")
-            for i, name in enumerate(stages):
-                if run.stop.is_set():
-                    break
-                left = args.minutes * 60 - (time.monotonic() - started)
-                share = weights[name] / sum(weights[s] for s in stages[i:])
-                train_stage(run, name, max(left * share, 0.0))
+            branches = [[s for s in stages if s in b] for b in BRANCHES]
+            if args.parallel and all(branches):
+                train_in_parallel(args, branches, weights, run)
+            else:
+                for i, name in enumerate(stages):
+                    if run.stop.is_set():
+                        break
+                    left = args.minutes * 60 - (time.monotonic() - started)
+                    share = weights[name] / sum(weights[s] for s in stages[i:])
+                    train_stage(run, name, max(left * share, 0.0))
         if args.export:
             export(args.work, args.out)
             if args.pack:

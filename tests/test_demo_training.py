@@ -207,3 +207,20 @@ def test_exported_folders_seed_a_new_work_folder(trained, tmp_path, capsys):
     config = json.loads((tmp_path / "models" / "unet" / "config.json").read_text())
     assert config["_class_name"] == "UNet2DConditionModel"
     assert json.loads((tmp_path / "controlnet" / "ckpt" / "state.json").read_text())["step"] == 1
+
+
+def test_parallel_trains_the_two_branches_in_their_own_processes(tmp_path, capfd):
+    work = tmp_path / "work"
+    train.main(["--stage", "all", "--parallel", "--work", str(work), "--tiny", "--steps", "1", "--device", "cpu",
+                "--export", "--out", str(tmp_path / "out")])
+    for stage in train.STAGES:
+        assert json.loads((work / stage / "ckpt" / "state.json").read_text())["step"] == 1, stage
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(train.EXPORTS)
+    logged = capfd.readouterr().out
+    assert logged.count("[train] vae, sd, controlnet on cpu") == 1 and logged.count("[train] dcae, sana on cpu") == 1
+
+
+def test_parallel_reports_a_branch_that_fails(tmp_path):
+    with pytest.raises(SystemExit, match="training failed for sd"):
+        train.main(["--stage", "sd,sana", "--parallel", "--work", str(tmp_path), "--tiny", "--steps", "1",
+                    "--device", "cpu"])

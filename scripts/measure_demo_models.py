@@ -1,0 +1,110 @@
+"""Measure the shipped demo models through the product's example workflows, on the CPU: the figures in
+docs/demo-model.md that the tests (tests/test_demo_models.py) check on fewer pictures.
+
+    python scripts/measure_demo_models.py [--pictures 16] [--seeds 8]
+
+Prints, per workflow, how often an object takes the prompted colour and goes to the prompted place, then
+the ControlNet's edge F-score with and without it, and the inpaint example's colour inside the mask.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+import nodegraph  # noqa: E402
+from nodegraph_demo.evaluate import NAMES, colour_names, edge_agreement, in_region, main_object  # noqa: E402
+from nodegraph_demo.scenes import OBJECT_COLOURS, PHRASES, SHAPES, canny  # noqa: E402
+
+BACKGROUNDS = ("white", "gray", "black")
+PLACES = ("left", "right", "top", "bottom")
+
+
+def example(name: str):
+    return nodegraph.load(str(REPO / "workflows" / f"{name}.json"))
+
+
+def prompt_figures(engine, workflow: str, size: str, pictures: int, out: str) -> tuple[float, float]:
+    """Fractions of pictures with the prompted colour (8 colour words) and place (4 places)."""
+    wf = example(workflow)
+    wf.set_param("size", "batch_size", pictures)
+    colour_hits = place_hits = 0
+    for i, colour in enumerate(OBJECT_COLOURS):
+        wf.set_param("prompt", "prompt", f"a {size} {colour} {SHAPES[i % 5]} in the centre, {BACKGROUNDS[i % 3]} background")
+        seen = [main_object(p) for p in engine.run(wf, output_dir=out).outputs["decode"]["image"]]
+        colour_hits += sum(o is not None and o[0] == colour for o in seen)
+    for i, place in enumerate(PLACES):
+        colour = list(OBJECT_COLOURS)[(3 * i + 1) % 8]
+        wf.set_param("prompt", "prompt", f"a {size} {colour} {SHAPES[(i + 2) % 5]} {PHRASES[place]}, "
+                                         f"{BACKGROUNDS[i % 3]} background")
+        seen = [main_object(p) for p in engine.run(wf, output_dir=out).outputs["decode"]["image"]]
+        place_hits += sum(o is not None and in_region(place, o[1], o[2]) for o in seen)
+    return colour_hits / (8 * pictures), place_hits / (4 * pictures)
+
+
+def f_score(found: dict) -> float:
+    return 2 * found["precision"] * found["recall"] / max(found["precision"] + found["recall"], 1e-9)
+
+
+def controlnet_figures(engine, seeds: int, out: str, prompt: str | None) -> list[tuple[float, float]]:
+    wf = example("controlnet-canny")
+    if prompt is not None:
+        wf.set_param("prompt", "prompt", prompt)
+    rows = []
+    for seed in range(1, seeds + 1):
+        wf.set_param("sampler", "seed", seed)
+        pair = []
+        for mode in ("active", "bypassed"):
+            wf.set_mode("control", mode)
+            result = engine.run(wf, output_dir=out).outputs
+            pair.append(f_score(edge_agreement(canny(result["decode"]["image"]), result["edges"]["image"])))
+        rows.append(tuple(pair))
+    return rows
+
+
+def inpaint_figures(engine, seeds: int, out: str) -> tuple[int, bool]:
+    """Seeds whose masked circle came out green, and whether every pixel outside the mask was kept."""
+    wf = example("inpaint")
+    green, kept = 0, True
+    for seed in range(1, seeds + 1):
+        wf.set_param("sampler", "seed", seed)
+        result = engine.run(wf, output_dir=out).outputs
+        picture, outside = result["decode"]["image"][0], result["feather"]["mask"][0, 0] == 0
+        names = colour_names(picture.permute(1, 2, 0))[result["sun"]["mask"][0, 0] > 0.5]
+        green += NAMES[int(names.mode().values)] == "green"
+        kept &= torch.equal(picture[:, outside], result["picture"]["image"][0][:, outside])
+    return green, kept
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pictures", type=int, default=16, help="pictures per prompt (default 16)")
+    p.add_argument("--seeds", type=int, default=8, help="seeds for the ControlNet and inpaint examples (default 8)")
+    args = p.parse_args()
+    engine = nodegraph.Engine(device="cpu")
+    out = tempfile.mkdtemp()
+    print(f"| workflow | object size | colour | position |  ({args.pictures} pictures per prompt)")
+    print("| --- | --- | ---: | ---: |")
+    for workflow in ("txt2img", "sana-dcae"):
+        for size in ("small", "large"):
+            colour, place = prompt_figures(engine, workflow, size, args.pictures, out)
+            print(f"| {workflow} | {size} | {colour:.3f} | {place:.3f} |", flush=True)
+    for label, prompt in (("example prompt", None), ("empty prompt", "")):
+        rows = controlnet_figures(engine, args.seeds, out, prompt)
+        print(f"controlnet-canny, {label}: F with " + " ".join(f"{a:.2f}" for a, _ in rows)
+              + "; bypassed " + " ".join(f"{b:.2f}" for _, b in rows), flush=True)
+    green, kept = inpaint_figures(engine, args.seeds, out)
+    print(f"inpaint: green inside the mask in {green} of {args.seeds} seeds; outside the mask "
+          + ("identical to the input in every seed" if kept else "CHANGED"))
+
+
+if __name__ == "__main__":
+    main()
