@@ -4,7 +4,7 @@ docs/demo-model.md that the tests (tests/test_demo_models.py) check on fewer pic
     python scripts/measure_demo_models.py [--pictures 16] [--seeds 8]
 
 Prints, per workflow, how often an object takes the prompted colour and goes to the prompted place, then
-the ControlNet's edge F-score with and without it, and the inpaint example's colour inside the mask.
+the ControlNet's edge F-score with and without it, and what the inpaint and outpaint examples paint.
 """
 
 import argparse
@@ -84,6 +84,20 @@ def inpaint_figures(engine, seeds: int, out: str) -> tuple[int, bool]:
     return green, kept
 
 
+def outpaint_figures(engine, seeds: int, out: str) -> tuple[int, bool]:
+    """Seeds that painted the prompted green square in the new strip, and whether the kept pixels were kept."""
+    wf = example("outpaint")
+    green, kept = 0, True
+    for seed in range(1, seeds + 1):
+        wf.set_param("sampler", "seed", seed)
+        result = engine.run(wf, output_dir=out).outputs
+        picture, same = result["decode"]["image"][0], result["canvas"]["mask"][0, 0] == 0
+        found = main_object(picture[:, :, 40:])
+        green += found is not None and found[0] == "green"
+        kept &= torch.equal(picture[:, same], result["canvas"]["image"][0][:, same])
+    return green, kept
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pictures", type=int, default=16, help="pictures per prompt (default 16)")
@@ -103,6 +117,9 @@ def main() -> None:
               + "; bypassed " + " ".join(f"{b:.2f}" for _, b in rows), flush=True)
     green, kept = inpaint_figures(engine, args.seeds, out)
     print(f"inpaint: green inside the mask in {green} of {args.seeds} seeds; outside the mask "
+          + ("identical to the input in every seed" if kept else "CHANGED"))
+    green, kept = outpaint_figures(engine, args.seeds, out)
+    print(f"outpaint: green square in the new strip in {green} of {args.seeds} seeds; the kept pixels "
           + ("identical to the input in every seed" if kept else "CHANGED"))
 
 

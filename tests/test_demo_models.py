@@ -157,3 +157,20 @@ def test_inpaint_example_paints_the_prompted_colour_inside_the_mask(tmp_path):
         source = result.outputs["picture"]["image"][0]
         assert torch.equal(picture[:, mask == 0], source[:, mask == 0]), seed
         assert (mask == 0).float().mean() > 0.5
+
+
+def test_outpaint_example_paints_the_prompted_square_in_the_new_strip(tmp_path):
+    """The picture is cut to its left 40 pixels and extended 24 to the right again: the green square the prompt asks for
+    is painted in the new strip (seeds 1-3 here, 8 of 8 measured), and the kept pixels are the input's."""
+    wf = nodegraph.load(os.path.join(REPO, "workflows", "outpaint.json"))
+    engine = nodegraph.Engine(device="cpu")
+    for seed in (1, 2, 3):
+        wf.set_param("sampler", "seed", seed)
+        result = engine.run(wf, output_dir=tmp_path)
+        picture = result.outputs["decode"]["image"][0]
+        assert picture.shape == (3, 64, 64)
+        found = main_object(picture[:, :, 40:])
+        assert found is not None and found[0] == "green", (seed, found)
+        kept = result.outputs["canvas"]["mask"][0, 0] == 0
+        assert torch.equal(picture[:, kept], result.outputs["canvas"]["image"][0][:, kept]), seed
+        assert kept[:, :32].all()
