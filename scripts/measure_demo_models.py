@@ -70,38 +70,43 @@ def controlnet_figures(engine, seeds: int, out: str, prompt: str | None) -> list
     return rows
 
 
-def inpaint_figures(engine, seeds: int, out: str) -> tuple[int, bool]:
-    """Seeds whose masked circle came out green, and whether every pixel outside the mask was kept."""
-    wf = example("inpaint")
-    green, kept = 0, True
-    for seed in range(1, seeds + 1):
-        wf.set_param("sampler", "seed", seed)
-        result = engine.run(wf, output_dir=out).outputs
-        picture, outside = result["decode"]["image"][0], result["feather"]["mask"][0, 0] == 0
-        names = colour_names(picture.permute(1, 2, 0))[result["sun"]["mask"][0, 0] > 0.5]
-        green += NAMES[int(names.mode().values)] == "green"
-        kept &= torch.equal(picture[:, outside], result["picture"]["image"][0][:, outside])
-    return green, kept
+def _inpaint_green(outputs) -> bool:
+    """inpaint: the masked red circle came out green, as prompted."""
+    picture = outputs["decode"]["image"][0]
+    names = colour_names(picture.permute(1, 2, 0))[outputs["sun"]["mask"][0, 0] > 0.5]
+    return NAMES[int(names.mode().values)] == "green"
 
 
-def outpaint_figures(engine, seeds: int, out: str) -> tuple[int, bool]:
-    """Seeds that painted the prompted green square in the new strip, and whether the kept pixels were kept."""
-    wf = example("outpaint")
-    green, kept = 0, True
+def _outpaint_green(outputs) -> bool:
+    """outpaint: the new strip right of the kept 40 pixels holds the prompted green square."""
+    found = main_object(outputs["decode"]["image"][0][:, :, 40:])
+    return found is not None and found[0] == "green"
+
+
+REPAINTS = {  # example -> (its check, the node whose image and mask (0 = keep) it repaints)
+    "inpaint": (_inpaint_green, ("picture", "feather")),
+    "outpaint": (_outpaint_green, ("canvas", "canvas")),
+}
+
+
+def repaint_figures(engine, name: str, seeds: int, out: str) -> tuple[int, bool]:
+    """Seeds whose repainted part is what the prompt asks for, and whether every kept pixel is the input's."""
+    check, (source, masker) = REPAINTS[name]
+    wf = example(name)
+    hits, kept = 0, True
     for seed in range(1, seeds + 1):
         wf.set_param("sampler", "seed", seed)
-        result = engine.run(wf, output_dir=out).outputs
-        picture, same = result["decode"]["image"][0], result["canvas"]["mask"][0, 0] == 0
-        found = main_object(picture[:, :, 40:])
-        green += found is not None and found[0] == "green"
-        kept &= torch.equal(picture[:, same], result["canvas"]["image"][0][:, same])
-    return green, kept
+        outputs = engine.run(wf, output_dir=out).outputs
+        picture, same = outputs["decode"]["image"][0], outputs[masker]["mask"][0, 0] == 0
+        hits += check(outputs)
+        kept &= torch.equal(picture[:, same], outputs[source]["image"][0][:, same])
+    return hits, kept
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pictures", type=int, default=16, help="pictures per prompt (default 16)")
-    p.add_argument("--seeds", type=int, default=8, help="seeds for the ControlNet and inpaint examples (default 8)")
+    p.add_argument("--seeds", type=int, default=8, help="seeds for the ControlNet, inpaint and outpaint examples (default 8)")
     args = p.parse_args()
     engine = nodegraph.Engine(device="cpu")
     out = tempfile.mkdtemp()
@@ -115,12 +120,10 @@ def main() -> None:
         rows = controlnet_figures(engine, args.seeds, out, prompt)
         print(f"controlnet-canny, {label}: F with " + " ".join(f"{a:.2f}" for a, _ in rows)
               + "; bypassed " + " ".join(f"{b:.2f}" for _, b in rows), flush=True)
-    green, kept = inpaint_figures(engine, args.seeds, out)
-    print(f"inpaint: green inside the mask in {green} of {args.seeds} seeds; outside the mask "
-          + ("identical to the input in every seed" if kept else "CHANGED"))
-    green, kept = outpaint_figures(engine, args.seeds, out)
-    print(f"outpaint: green square in the new strip in {green} of {args.seeds} seeds; the kept pixels "
-          + ("identical to the input in every seed" if kept else "CHANGED"))
+    for name, what in (("inpaint", "green inside the mask"), ("outpaint", "a green square in the new strip")):
+        hits, kept = repaint_figures(engine, name, args.seeds, out)
+        print(f"{name}: {what} in {hits} of {args.seeds} seeds; the kept pixels "
+              + ("identical to the input in every seed" if kept else "CHANGED"), flush=True)
 
 
 if __name__ == "__main__":
