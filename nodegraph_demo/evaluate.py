@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .scenes import NEUTRAL_COLOURS, OBJECT_COLOURS, Scene
+from .scenes import NEUTRAL_COLOURS, OBJECT_COLOURS, PHRASES, SHAPES, Scene
 
 # Hue bins (degrees, start inclusive) of the object colours: each named hue sits in the middle of its bin.
 HUE_BINS = (("red", 345.0), ("orange", 15.0), ("yellow", 42.0), ("green", 85.0), ("cyan", 155.0),
@@ -52,6 +52,26 @@ def in_region(position: str, x: float, y: float) -> bool:
     """Whether a centre of mass (fractions of the picture) lies in the named half (or middle third)."""
     return {"left": x < 0.5, "right": x > 0.5, "top": y < 0.5, "bottom": y > 0.5,
             "centre": abs(x - 0.5) < 1 / 6 and abs(y - 0.5) < 1 / 6}[position]
+
+
+PROMPT_BACKGROUNDS = ("white", "gray", "black")  # neutral, so no object colour is also the background's
+PLACES = ("left", "right", "top", "bottom")
+
+
+def colour_prompts(size: str) -> list[tuple[str, str]]:
+    """(colour word, prompt) for every object colour: one ``size`` object in the centre, shapes and neutral
+    backgrounds taking turns. The prompts the tests and scripts/measure_demo_models.py both use."""
+    return [(colour, f"a {size} {colour} {SHAPES[i % len(SHAPES)]} in the centre, "
+                     f"{PROMPT_BACKGROUNDS[i % len(PROMPT_BACKGROUNDS)]} background")
+            for i, colour in enumerate(OBJECT_COLOURS)]
+
+
+def place_prompts(size: str) -> list[tuple[str, str]]:
+    """(place, prompt) for left, right, top and bottom: one ``size`` object, colours and shapes taking turns."""
+    colours = list(OBJECT_COLOURS)
+    return [(place, f"a {size} {colours[(3 * i + 1) % len(colours)]} {SHAPES[(i + 2) % len(SHAPES)]} "
+                    f"{PHRASES[place]}, {PROMPT_BACKGROUNDS[i % len(PROMPT_BACKGROUNDS)]} background")
+            for i, place in enumerate(PLACES)]
 
 
 def _object_pixels(image: torch.Tensor):
@@ -134,6 +154,11 @@ def edge_agreement(generated: torch.Tensor, control: torch.Tensor, tolerance: in
     return {"precision": precision, "recall": recall}
 
 
+def f_score(found: dict[str, float]) -> float:
+    """The harmonic mean of edge_agreement's precision and recall."""
+    return 2 * found["precision"] * found["recall"] / max(found["precision"] + found["recall"], 1e-9)
+
+
 # ----- the exported models, run through diffusers' own pipelines -----
 
 def _chunks(n: int, size: int):
@@ -183,12 +208,14 @@ def evaluate_exports(out, device, count: int = 64, steps: int = 20, seed: int = 
         text = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
         print(f"[eval] {name}: {text}", flush=True)
 
-    def sample(pipe, captions, **kwargs) -> torch.Tensor:
+    def sample(pipe, captions, control=None, **kwargs) -> torch.Tensor:
+        """Pictures of ``captions`` in chunks, each chunk seeded by its start (and given its ``control`` pictures)."""
         drawn = []
         for a, b in _chunks(len(captions), chunk):
             generator = torch.Generator(device).manual_seed(seed + a)
+            given = {} if control is None else {"image": control[a:b].to(device)}
             drawn.append(pipe(captions[a:b], num_inference_steps=steps, generator=generator, output_type="pt",
-                              **kwargs).images.float().cpu())
+                              **given, **kwargs).images.float().cpu())
         return torch.cat(drawn)
 
     if (out / "demo-sd").is_dir():
@@ -209,13 +236,8 @@ def evaluate_exports(out, device, count: int = 64, steps: int = 20, seed: int = 
                                                              requires_safety_checker=False)
             control_pipe.set_progress_bar_config(disable=True)
             edges = canny(held.images).cpu()
-            drawn = []
-            for a, b in _chunks(count, chunk):
-                generator = torch.Generator(device).manual_seed(seed + a)
-                drawn.append(control_pipe(held.captions[a:b], image=edges[a:b].to(device), height=size, width=size,
-                                             num_inference_steps=steps, guidance_scale=sd_cfg, generator=generator,
-                                             output_type="pt").images.float().cpu())
-            images = torch.cat(drawn)
+            images = sample(control_pipe, held.captions, control=edges, height=size, width=size,
+                            guidance_scale=sd_cfg)
             report("controlnet-canny", {**edge_agreement(canny(images), edges, tolerance=1),
                                         **score(images, held.scenes)})
             grid("controlnet-canny", [edges, images])

@@ -21,11 +21,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 import nodegraph  # noqa: E402
-from nodegraph_demo.evaluate import NAMES, colour_names, edge_agreement, in_region, main_object  # noqa: E402
-from nodegraph_demo.scenes import OBJECT_COLOURS, PHRASES, SHAPES, canny  # noqa: E402
-
-BACKGROUNDS = ("white", "gray", "black")
-PLACES = ("left", "right", "top", "bottom")
+from nodegraph_demo.evaluate import (  # noqa: E402
+    NAMES,
+    colour_names,
+    colour_prompts,
+    edge_agreement,
+    f_score,
+    in_region,
+    main_object,
+    place_prompts,
+)
+from nodegraph_demo.scenes import canny  # noqa: E402
 
 
 def example(name: str):
@@ -36,22 +42,15 @@ def prompt_figures(engine, workflow: str, size: str, pictures: int, out: str) ->
     """Fractions of pictures with the prompted colour (8 colour words) and place (4 places)."""
     wf = example(workflow)
     wf.set_param("size", "batch_size", pictures)
-    colour_hits = place_hits = 0
-    for i, colour in enumerate(OBJECT_COLOURS):
-        wf.set_param("prompt", "prompt", f"a {size} {colour} {SHAPES[i % 5]} in the centre, {BACKGROUNDS[i % 3]} background")
-        seen = [main_object(p) for p in engine.run(wf, output_dir=out).outputs["decode"]["image"]]
-        colour_hits += sum(o is not None and o[0] == colour for o in seen)
-    for i, place in enumerate(PLACES):
-        colour = list(OBJECT_COLOURS)[(3 * i + 1) % 8]
-        wf.set_param("prompt", "prompt", f"a {size} {colour} {SHAPES[(i + 2) % 5]} {PHRASES[place]}, "
-                                         f"{BACKGROUNDS[i % 3]} background")
-        seen = [main_object(p) for p in engine.run(wf, output_dir=out).outputs["decode"]["image"]]
-        place_hits += sum(o is not None and in_region(place, o[1], o[2]) for o in seen)
-    return colour_hits / (8 * pictures), place_hits / (4 * pictures)
 
+    def objects(prompt: str):
+        wf.set_param("prompt", "prompt", prompt)
+        return [main_object(p) for p in engine.run(wf, output_dir=out).outputs["decode"]["image"]]
 
-def f_score(found: dict) -> float:
-    return 2 * found["precision"] * found["recall"] / max(found["precision"] + found["recall"], 1e-9)
+    colours, places = colour_prompts(size), place_prompts(size)
+    colour_hits = sum(o is not None and o[0] == colour for colour, prompt in colours for o in objects(prompt))
+    place_hits = sum(o is not None and in_region(place, o[1], o[2]) for place, prompt in places for o in objects(prompt))
+    return colour_hits / (len(colours) * pictures), place_hits / (len(places) * pictures)
 
 
 def controlnet_figures(engine, seeds: int, out: str, prompt: str | None) -> list[tuple[float, float]]:

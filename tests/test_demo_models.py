@@ -10,8 +10,17 @@ import nodegraph
 from conftest import REPO
 from nodegraph import models
 from nodegraph.settings import bundled_model_folder
-from nodegraph_demo.evaluate import NAMES, colour_names, in_region, main_object, psnr
-from nodegraph_demo.scenes import OBJECT_COLOURS, PHRASES, SHAPES, scene_batch
+from nodegraph_demo.evaluate import (
+    NAMES,
+    colour_names,
+    colour_prompts,
+    f_score,
+    in_region,
+    main_object,
+    place_prompts,
+    psnr,
+)
+from nodegraph_demo.scenes import scene_batch
 
 BUNDLED = bundled_model_folder()
 pytestmark = pytest.mark.skipif(BUNDLED is None, reason="the demo models are not installed")
@@ -82,16 +91,12 @@ def pictures_of(workflow: str, prompt: str, tmp_path, count: int = 4) -> torch.T
     return nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path).outputs["decode"]["image"]
 
 
-BACKGROUNDS = ("white", "gray", "black")
-
-
 @pytest.mark.parametrize("workflow", ["txt2img", "sana-dcae"])
 def test_objects_take_the_prompted_colour(workflow, tmp_path):
     """Every colour word, 4 pictures each: the object's main colour is the prompt's in at least 90% of them
     (measured over 16 pictures per colour: see docs/demo-model.md)."""
     wrong = {}
-    for i, colour in enumerate(OBJECT_COLOURS):
-        prompt = f"a large {colour} {SHAPES[i % len(SHAPES)]} in the centre, {BACKGROUNDS[i % 3]} background"
+    for colour, prompt in colour_prompts("large"):
         seen = [main_object(p) for p in pictures_of(workflow, prompt, tmp_path)]
         found = [o[0] if o else None for o in seen]
         if sum(f == colour for f in found) < 0.9 * len(found):
@@ -104,18 +109,12 @@ def test_objects_go_where_the_prompt_puts_them(workflow, tmp_path):
     """"on the left" puts the object's centre of mass in the left half in at least 90% of pictures; likewise
     right, top and bottom (4 pictures each here, 16 in docs/demo-model.md)."""
     wrong = {}
-    for i, place in enumerate(("left", "right", "top", "bottom")):
-        colour = list(OBJECT_COLOURS)[(3 * i + 1) % len(OBJECT_COLOURS)]
-        prompt = f"a small {colour} {SHAPES[(i + 2) % len(SHAPES)]} {PHRASES[place]}, {BACKGROUNDS[i % 3]} background"
+    for place, prompt in place_prompts("small"):
         seen = [main_object(p) for p in pictures_of(workflow, prompt, tmp_path)]
         centres = [(round(o[1], 2), round(o[2], 2)) if o else None for o in seen]
         if sum(c is not None and in_region(place, *c) for c in centres) < 0.9 * len(centres):
             wrong[prompt] = centres
     assert not wrong
-
-
-def f_score(precision: float, recall: float) -> float:
-    return 2 * precision * recall / max(precision + recall, 1e-9)
 
 
 def test_controlnet_example_draws_along_the_control_edges(tmp_path):
@@ -138,7 +137,7 @@ def test_controlnet_example_draws_along_the_control_edges(tmp_path):
                 wf.set_mode("control", mode)
                 result = engine.run(wf, output_dir=tmp_path)
                 found = edge_agreement(canny(result.outputs["decode"]["image"]), result.outputs["edges"]["image"])
-                scores[mode] = f_score(found["precision"], found["recall"])
+                scores[mode] = f_score(found)
             assert scores["active"] >= 0.5 and scores["active"] > factor * scores["bypassed"], (prompt, seed, scores)
 
 
