@@ -247,51 +247,84 @@ class ClipText:
 
 
 class GemmaText:
-    """Sana prompts -> (embeddings, mask) exactly as SanaPipeline.encode_prompt makes them at inference:
-    a prompt with SanaPipeline's default complex_human_instruction in front; an empty (dropped) prompt
-    without it, the way encode_prompt encodes the negative prompt that classifier-free guidance uses."""
+    """Sana prompts -> (embeddings, mask) as SanaPipeline.encode_prompt makes them at inference: a prompt with
+    SanaPipeline's default complex_human_instruction in front; an empty (dropped) prompt without it, the way
+    encode_prompt encodes the negative prompt that classifier-free guidance uses.
+
+    Why not call encode_prompt itself, as ClipText does: it runs Gemma over the instruction (210 tokens) and
+    the padding up to 508 tokens for every caption, to keep the ~20 tokens the transformer is not masked from.
+    Gemma is causal, so the instruction's states are the same for every prompt and padding cannot change the
+    tokens before it: here the instruction runs once per batch (its keys and values shared through Gemma's
+    cache) and the padding not at all. Where the mask is 1 the result is encode_prompt's, to float rounding
+    (tests/test_demo_training.py); where it is 0 it is zero, which the transformer's masked cross-attention
+    ignores. On a CPU this made Gemma's forward pass ~10x the transformer's -> about equal."""
 
     def __init__(self, tokenizer, text_encoder):
         self.tokenizer = PreparedTokenizer(tokenizer)
         self.tokenizer.padding_side = "right"  # what the pipeline sets before each call
-        self.pipe = text_pipeline("SanaPipeline", text_encoder=text_encoder, tokenizer=self.tokenizer)
+        self.gemma = text_encoder
         self.instruction = A.sana_instruction()
         self.max_length = sana_max_sequence_length()
         self.chi = "\n".join(self.instruction)
         self.chi_tokens = len(tokenizer.encode(self.chi))
 
+    def _calls(self, kept: int, dropped: int, prompts: list[str]):
+        """The tokenizer calls encode_prompt makes for these prompts: (texts, kwargs) for each part."""
+        kept_texts = [self.chi + p.lower().strip() for p in prompts[:kept]]  # _text_preprocessing, then the prefix
+        common = dict(padding="max_length", truncation=True, add_special_tokens=True, return_tensors="pt")
+        return ((kept_texts, dict(common, max_length=self.chi_tokens + self.max_length - 2)),
+                ([""] * dropped, dict(common, max_length=self.max_length)))
+
     def prepare(self, prompts: list[str]) -> None:
-        tok = self.tokenizer
-        kept = [p for p in prompts if p]
-        dropped = len(prompts) - len(kept)
-        if kept:
-            texts = [self.chi + p.lower().strip() for p in kept]  # SanaPipeline._text_preprocessing, then the prefix
-            tok.prepare("encode", self.chi)
-            tok.prepare("__call__", texts, padding="max_length", max_length=self.chi_tokens + self.max_length - 2,
-                        truncation=True, add_special_tokens=True, return_tensors="pt")
-        if dropped:
-            tok.prepare("__call__", [""] * dropped, padding="max_length", max_length=self.max_length,
-                        truncation=True, add_special_tokens=True, return_tensors="pt")
+        kept = sum(1 for p in prompts if p)
+        for texts, kwargs in self._calls(kept, len(prompts) - kept, prompts):
+            if texts:
+                self.tokenizer.prepare("__call__", texts, **kwargs)
+
+    def _encode(self, texts: list[str], kwargs: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gemma's last hidden states for the padded ``texts`` (zero at padding), the common prefix run once."""
+        tokens = self.tokenizer(texts, **kwargs)
+        ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+        lengths = mask.sum(1)
+        n = int(lengths.max())
+        agree = (ids[:, :n] == ids[:1, :n]).all(0).long()
+        shared = min(int(agree.cumprod(0).sum()), int(lengths.min()) - 1)  # each row keeps a token of its own
+        if shared > 0:
+            head = self.gemma(ids[:1, :shared], use_cache=True)
+            cache = head.past_key_values
+            cache.batch_repeat_interleave(len(texts))
+            tail = self.gemma(ids[:, shared:n], attention_mask=mask[:, :n], past_key_values=cache).last_hidden_state
+            hidden = torch.cat([head.last_hidden_state.expand(len(texts), -1, -1).to(tail.dtype), tail], 1)
+        else:
+            hidden = self.gemma(ids[:, :n], attention_mask=mask[:, :n]).last_hidden_state
+        embeds = hidden.new_zeros(ids.shape[0], ids.shape[1], hidden.shape[2])
+        embeds[:, :n] = hidden * mask[:, :n, None].to(hidden.dtype)
+        return embeds.to(self.gemma.dtype), mask
 
     def __call__(self, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and masks in the order of ``prompts``; empty prompts must come last."""
-        kept = [p for p in prompts if p]
-        dropped = len(prompts) - len(kept)
-        if kept and any(not p for p in prompts[:len(kept)]):
+        kept = sum(1 for p in prompts if p)
+        if any(not p for p in prompts[:kept]):
             raise ValueError("empty prompts must come last")
+        (kept_texts, kept_kwargs), (dropped_texts, dropped_kwargs) = self._calls(kept, len(prompts) - kept, prompts)
         parts, masks = [], []
-        if kept:
-            embeds, mask, _, _ = self.pipe.encode_prompt(kept, do_classifier_free_guidance=False, device=device,
-                                                         complex_human_instruction=self.instruction)
-            parts.append(embeds)
-            masks.append(mask)
-        if dropped:
-            embeds, mask = self.pipe._get_gemma_prompt_embeds(
-                [""] * dropped, device, self.pipe.text_encoder.dtype, clean_caption=False,
-                max_sequence_length=self.max_length, complex_human_instruction=False)
+        if kept_texts:
+            embeds, mask = self._encode(kept_texts, kept_kwargs, device)
+            select = [0] + list(range(-self.max_length + 1, 0))  # what encode_prompt keeps of an instructed prompt
+            parts.append(embeds[:, select])
+            masks.append(mask[:, select])
+        if dropped_texts:
+            embeds, mask = self._encode(dropped_texts, dropped_kwargs, device)
             parts.append(embeds)
             masks.append(mask)
         return torch.cat(parts), torch.cat(masks)
+
+
+def trim_padding(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sana text embeddings cut after the last column any prompt of the batch uses: about 20 of 300. The
+    transformer's cross-attention gives masked tokens no weight, so its prediction is unchanged, only cheaper."""
+    keep = int(mask.any(0).nonzero().max()) + 1
+    return embeds[:, :keep], mask[:, :keep]
 
 
 def drop_captions(captions: list[str], fraction: float) -> list[str]:
@@ -631,7 +664,7 @@ class SanaStage(Stage):
         sigma = self.sigmas(b, gen)
         s = sigma[:, None, None, None]
         noisy = (1 - s) * latents + s * noise  # what FlowMatch / DPM-Solver flow sigmas do at sigma
-        embeds, mask = self.text(prepared.captions, self.device)
+        embeds, mask = trim_padding(*self.text(prepared.captions, self.device))
         scale = self.modules["transformer"].config.timestep_scale
         pred = self.net("transformer")(noisy, encoder_hidden_states=embeds, encoder_attention_mask=mask,
                                        timestep=sigma * 1000 * scale).sample

@@ -38,8 +38,9 @@ def example(name: str):
     return nodegraph.load(str(REPO / "workflows" / f"{name}.json"))
 
 
-def prompt_figures(engine, workflow: str, size: str, pictures: int, out: str) -> tuple[float, float]:
-    """Fractions of pictures with the prompted colour (8 colour words) and place (4 places)."""
+def prompt_figures(engine, workflow: str, size: str, pictures: int, out: str) -> tuple[list[float], list[float]]:
+    """For each colour word (8) and each place (4), the fraction of its pictures that show it: the issue asks
+    for at least 0.9 per word and per place, so the worst one matters as much as the mean."""
     wf = example(workflow)
     wf.set_param("size", "batch_size", pictures)
 
@@ -47,10 +48,11 @@ def prompt_figures(engine, workflow: str, size: str, pictures: int, out: str) ->
         wf.set_param("prompt", "prompt", prompt)
         return [main_object(p) for p in engine.run(wf, output_dir=out).outputs["decode"]["image"]]
 
-    colours, places = colour_prompts(size), place_prompts(size)
-    colour_hits = sum(o is not None and o[0] == colour for colour, prompt in colours for o in objects(prompt))
-    place_hits = sum(o is not None and in_region(place, o[1], o[2]) for place, prompt in places for o in objects(prompt))
-    return colour_hits / (len(colours) * pictures), place_hits / (len(places) * pictures)
+    colours = [sum(o is not None and o[0] == colour for o in objects(prompt)) / pictures
+               for colour, prompt in colour_prompts(size)]
+    places = [sum(o is not None and in_region(place, o[1], o[2]) for o in objects(prompt)) / pictures
+              for place, prompt in place_prompts(size)]
+    return colours, places
 
 
 def controlnet_figures(engine, seeds: int, out: str, prompt: str | None) -> list[tuple[float, float]]:
@@ -109,12 +111,14 @@ def main() -> None:
     args = p.parse_args()
     engine = nodegraph.Engine(device="cpu")
     out = tempfile.mkdtemp()
-    print(f"| workflow | object size | colour | position |  ({args.pictures} pictures per prompt)")
+    print(f"| workflow | object size | colour: mean (worst word) | position: mean (worst place) |"
+          f"  ({args.pictures} pictures per prompt)")
     print("| --- | --- | ---: | ---: |")
     for workflow in ("txt2img", "sana-dcae"):
         for size in ("small", "large"):
-            colour, place = prompt_figures(engine, workflow, size, args.pictures, out)
-            print(f"| {workflow} | {size} | {colour:.3f} | {place:.3f} |", flush=True)
+            colours, places = prompt_figures(engine, workflow, size, args.pictures, out)
+            print(f"| {workflow} | {size} | {sum(colours) / len(colours):.3f} ({min(colours):.3f}) "
+                  f"| {sum(places) / len(places):.3f} ({min(places):.3f}) |", flush=True)
     for label, prompt in (("example prompt", None), ("empty prompt", "")):
         rows = controlnet_figures(engine, args.seeds, out, prompt)
         print(f"controlnet-canny, {label}: F with " + " ".join(f"{a:.2f}" for a, _ in rows)

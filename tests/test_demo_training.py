@@ -133,15 +133,37 @@ def test_training_encodes_prompts_as_the_products_text_node_does(trained):
 
     sana = SanaPipeline.from_pretrained(out / "demo-sana", torch_dtype=torch.float32)
     text = train.GemmaText(sana.tokenizer, sana.text_encoder)
-    text.prepare([prompt, ""])
-    embeds, mask = text([prompt, ""], "cpu")
-    te = TextEncoders("sana", {"text_encoder": sana.text_encoder, "tokenizer": sana.tokenizer}, "demo-sana")
-    cond = FAMILIES["sana"].encode(te, prompt, "", "cpu")
-    assert torch.equal(embeds[:1], cond.positive["prompt_embeds"])
-    assert torch.equal(mask[:1], cond.positive["encoder_attention_mask"])
-    assert torch.equal(embeds[1:], cond.negative["prompt_embeds"])
-    assert torch.equal(mask[1:], cond.negative["encoder_attention_mask"])
+    prompts = [prompt, "a large red circle on the left and a small blue square at the top, white background", ""]
+    text.prepare(prompts)
+    embeds, mask = text(prompts, "cpu")
     assert text.tokenizer.misses == 0
+    te = TextEncoders("sana", {"text_encoder": sana.text_encoder, "tokenizer": sana.tokenizer}, "demo-sana")
+    for i, (positive, negative) in enumerate(((prompts[0], prompts[2]), (prompts[1], prompts[2]))):
+        cond = FAMILIES["sana"].encode(te, positive, negative, "cpu")
+        # Gemma ran once over the shared instruction and not over the padding: the same numbers where the
+        # transformer looks (mask 1), to float rounding, and the same mask
+        assert mask[i].sum() > 10 and mask[2].sum() == 1  # the prompt's words and the instruction's end; <bos>
+        for got, got_mask, want in ((embeds[i], mask[i], cond.positive), (embeds[2], mask[2], cond.negative)):
+            assert torch.equal(got_mask, want["encoder_attention_mask"][0])
+            seen = got_mask.bool()
+            torch.testing.assert_close(got[seen], want["prompt_embeds"][0][seen], rtol=1e-5, atol=1e-5)
+            assert not got[~seen].any()
+    # so the transformer's prediction is the one inference gets from the product's conditioning
+    transformer = sana.transformer
+    cond = FAMILIES["sana"].encode(te, prompts[1], "", "cpu")
+    latents = torch.randn(1, transformer.config.in_channels, transformer.config.sample_size, transformer.config.sample_size,
+                          generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([500.0])
+    mine = transformer(latents, encoder_hidden_states=embeds[1:2], encoder_attention_mask=mask[1:2], timestep=t).sample
+    product = transformer(latents, encoder_hidden_states=cond.positive["prompt_embeds"],
+                          encoder_attention_mask=cond.positive["encoder_attention_mask"], timestep=t).sample
+    torch.testing.assert_close(mine, product, rtol=1e-4, atol=1e-5)
+    # and training cuts the padding off, which changes nothing either
+    short, short_mask = train.trim_padding(embeds, mask)
+    assert short.shape[1] == mask[1].sum() < 40
+    trimmed = transformer(latents, encoder_hidden_states=short[1:2], encoder_attention_mask=short_mask[1:2],
+                          timestep=t).sample
+    torch.testing.assert_close(trimmed, product, rtol=1e-4, atol=1e-5)
 
 
 def test_every_caption_word_is_one_token(tmp_path):
