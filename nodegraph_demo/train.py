@@ -10,8 +10,8 @@ Stages (each reads the finished models of the ones it needs from WORK/models and
 
 Why the text goes through the pipelines' own ``encode_prompt``: the product's nodes encode prompts that
 way at inference (nodes/_families.py), so a model trained on anything else would be conditioned on
-embeddings it never sees. A worker thread draws the next batch's scenes and runs the tokenizer calls
-``encode_prompt`` is about to make, so the GPU does not wait on the CPU.
+embeddings it never sees. Data workers (processes) draw the next batches' scenes and run the tokenizer
+calls ``encode_prompt`` is about to make, so the loop that feeds the GPU does not wait on them.
 
 Resuming: WORK/<stage>/ckpt holds weights (safetensors), the EMA, the optimizer state (torch.save of
 tensors and numbers, read back with weights_only=True) and the step; the same command continues
@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
+import itertools
 import json
 import math
+import multiprocessing
 import os
-import queue
 import shutil
 import signal
 import sys
@@ -72,6 +73,7 @@ class Run:
     probe: tuple[int, int] = (4, 64)  # held-out batches x pictures that set a VAE's scaling factor
     compile: bool = False
     lr_scale: float = 1.0
+    workers: int = 0  # data worker processes
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -146,31 +148,26 @@ def _freeze(value):
 
 
 class PreparedTokenizer:
-    """Stands in for a pipeline's tokenizer: a call made ahead with ``prepare`` (in the worker thread) is
-    answered from its result when the pipeline makes the same call; any other call goes to the tokenizer.
-    Answers are the tokenizer's own, so a call the worker did not foresee costs time, never correctness."""
+    """Stands in for a pipeline's tokenizer: calls answered ahead (``ahead``, in a data worker) and handed in
+    with ``provide`` are answered from there when the pipeline makes the same call; any other call goes to
+    the tokenizer. Answers are the tokenizer's own, so a call not foreseen costs time, never correctness."""
 
     def __init__(self, tokenizer):
         object.__setattr__(self, "_tokenizer", tokenizer)
         object.__setattr__(self, "_ready", {})
-        object.__setattr__(self, "_ready_lock", threading.Lock())  # guards _ready: held for moments only
-        object.__setattr__(self, "_call_lock", threading.Lock())  # one tokenizer call at a time (it sets padding)
         object.__setattr__(self, "misses", 0)
         # Read on every word by TextualInversionLoaderMixin; it changes only if tokens are added.
         object.__setattr__(self, "added_tokens_encoder", dict(tokenizer.added_tokens_encoder))
 
     def _call(self, method: str, args, kwargs):
-        with self._call_lock:
-            return getattr(self._tokenizer, method)(*args, **kwargs)
+        return getattr(self._tokenizer, method)(*args, **kwargs)
 
-    def prepare(self, method: str, *args, **kwargs) -> None:
-        key = (method, _freeze(args), _freeze(kwargs))
-        with self._ready_lock:
-            if key in self._ready:
-                self._ready[key][1] += 1
-                return
-        value = self._call(method, args, kwargs)
-        with self._ready_lock:
+    def ahead(self, method: str, *args, **kwargs) -> tuple:
+        """(the call, its answer) for a call the pipeline is going to make."""
+        return (method, _freeze(args), _freeze(kwargs)), self._call(method, args, kwargs)
+
+    def provide(self, answers) -> None:
+        for key, value in answers:
             if key in self._ready:
                 self._ready[key][1] += 1
             else:
@@ -178,14 +175,13 @@ class PreparedTokenizer:
 
     def _answer(self, method: str, args, kwargs):
         key = (method, _freeze(args), _freeze(kwargs))
-        with self._ready_lock:
-            entry = self._ready.get(key)
-            if entry is not None:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._ready[key]
-                return entry[0]
-            object.__setattr__(self, "misses", self.misses + 1)
+        entry = self._ready.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._ready[key]
+            return entry[0]
+        object.__setattr__(self, "misses", self.misses + 1)
         return self._call(method, args, kwargs)
 
     def __call__(self, *args, **kwargs):
@@ -232,14 +228,13 @@ class ClipText:
         self.pipe = text_pipeline("StableDiffusionPipeline", text_encoder=text_encoder, tokenizer=self.tokenizer,
                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
-    def prepare(self, prompts: list[str]) -> None:
-        """The tokenizer calls encode_prompt(prompts) will make (worker thread)."""
+    def ahead(self, prompts: list[str]) -> list:
+        """The tokenizer calls encode_prompt(prompts) will make, answered (in a data worker)."""
         tok = self.tokenizer
-        tok.prepare("__call__", prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                    return_tensors="pt")
-        tok.prepare("__call__", prompts, padding="longest", return_tensors="pt")
-        for p in prompts:  # TextualInversionLoaderMixin.maybe_convert_prompt
-            tok.prepare("tokenize", p)
+        return [tok.ahead("__call__", prompts, padding="max_length", max_length=tok.model_max_length,
+                          truncation=True, return_tensors="pt"),
+                tok.ahead("__call__", prompts, padding="longest", return_tensors="pt"),
+                *(tok.ahead("tokenize", p) for p in prompts)]  # TextualInversionLoaderMixin.maybe_convert_prompt
 
     def __call__(self, prompts: list[str], device) -> torch.Tensor:
         embeds, _ = self.pipe.encode_prompt(prompts, device, 1, False)
@@ -275,34 +270,37 @@ class GemmaText:
         return ((kept_texts, dict(common, max_length=self.chi_tokens + self.max_length - 2)),
                 ([""] * dropped, dict(common, max_length=self.max_length)))
 
-    def prepare(self, prompts: list[str]) -> None:
+    def ahead(self, prompts: list[str]) -> list:
+        """The tokenizer calls for ``prompts``, answered (in a data worker)."""
         kept = sum(1 for p in prompts if p)
-        for texts, kwargs in self._calls(kept, len(prompts) - kept, prompts):
-            if texts:
-                self.tokenizer.prepare("__call__", texts, **kwargs)
+        return [self.tokenizer.ahead("__call__", texts, **kwargs)
+                for texts, kwargs in self._calls(kept, len(prompts) - kept, prompts) if texts]
 
     def _encode(self, texts: list[str], kwargs: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gemma's last hidden states for the padded ``texts`` (zero at padding), the common prefix run once."""
+        """Gemma's last hidden states for the padded ``texts`` (zero at padding), the common prefix run once;
+        and the attention mask, left on the CPU so that nothing here waits for the GPU."""
         tokens = self.tokenizer(texts, **kwargs)
-        ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
-        lengths = mask.sum(1)
+        lengths = tokens.attention_mask.sum(1)
         n = int(lengths.max())
-        agree = (ids[:, :n] == ids[:1, :n]).all(0).long()
+        agree = (tokens.input_ids[:, :n] == tokens.input_ids[:1, :n]).all(0).long()
         shared = min(int(agree.cumprod(0).sum()), int(lengths.min()) - 1)  # each row keeps a token of its own
+        ids, mask = tokens.input_ids[:, :n].to(device), tokens.attention_mask[:, :n].to(device)
         if shared > 0:
             head = self.gemma(ids[:1, :shared], use_cache=True)
             cache = head.past_key_values
             cache.batch_repeat_interleave(len(texts))
-            tail = self.gemma(ids[:, shared:n], attention_mask=mask[:, :n], past_key_values=cache).last_hidden_state
+            tail = self.gemma(ids[:, shared:], attention_mask=mask, past_key_values=cache).last_hidden_state
             hidden = torch.cat([head.last_hidden_state.expand(len(texts), -1, -1).to(tail.dtype), tail], 1)
         else:
-            hidden = self.gemma(ids[:, :n], attention_mask=mask[:, :n]).last_hidden_state
-        embeds = hidden.new_zeros(ids.shape[0], ids.shape[1], hidden.shape[2])
-        embeds[:, :n] = hidden * mask[:, :n, None].to(hidden.dtype)
-        return embeds.to(self.gemma.dtype), mask
+            hidden = self.gemma(ids, attention_mask=mask).last_hidden_state
+        embeds = hidden.new_zeros(ids.shape[0], tokens.input_ids.shape[1], hidden.shape[2])
+        embeds[:, :n] = hidden * mask[:, :, None].to(hidden.dtype)
+        return embeds.to(self.gemma.dtype), tokens.attention_mask
 
-    def __call__(self, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings and masks in the order of ``prompts``; empty prompts must come last."""
+    def __call__(self, prompts: list[str], device, trim: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and masks in the order of ``prompts``; empty prompts must come last. ``trim`` cuts them
+        after the last column any prompt uses (about 20 of 300): the transformer's cross-attention gives
+        masked tokens no weight, so its prediction is the same, only cheaper."""
         kept = sum(1 for p in prompts if p)
         if any(not p for p in prompts[:kept]):
             raise ValueError("empty prompts must come last")
@@ -317,14 +315,11 @@ class GemmaText:
             embeds, mask = self._encode(dropped_texts, dropped_kwargs, device)
             parts.append(embeds)
             masks.append(mask)
-        return torch.cat(parts), torch.cat(masks)
-
-
-def trim_padding(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sana text embeddings cut after the last column any prompt of the batch uses: about 20 of 300. The
-    transformer's cross-attention gives masked tokens no weight, so its prediction is unchanged, only cheaper."""
-    keep = int(mask.any(0).nonzero().max()) + 1
-    return embeds[:, :keep], mask[:, :keep]
+        embeds, mask = torch.cat(parts), torch.cat(masks)
+        if trim:
+            keep = int(mask.any(0).nonzero().max()) + 1
+            embeds, mask = embeds[:, :keep], mask[:, :keep]
+        return embeds, mask.to(device)
 
 
 def drop_captions(captions: list[str], fraction: float) -> list[str]:
@@ -338,11 +333,13 @@ def drop_captions(captions: list[str], fraction: float) -> list[str]:
 
 @dataclass
 class Prepared:
-    """One step's CPU work, done in the worker thread: the scenes, their tensors, the captions trained on."""
+    """One step's CPU work, done in a data worker: the scenes, their tensors, the captions trained on and the
+    tokenizer's answers for them."""
 
     scenes: list
     tensors: S.SceneTensors
     captions: list[str] | None = None
+    answers: list = field(default_factory=list)
 
 
 class Stage:
@@ -371,7 +368,7 @@ class Stage:
         raise NotImplementedError
 
     def prepare(self, step: int) -> Prepared:
-        """CPU work for ``step`` (runs in the worker thread)."""
+        """CPU work for ``step`` (runs in a data worker, which must not touch the GPU)."""
         scenes = S.sample_scenes(self.batch, S.generator_for(self.run.seed, step, "train"))
         return Prepared(scenes, S.scene_tensors(scenes))
 
@@ -533,7 +530,7 @@ class _SdNoiseStage(Stage):
     def prepare(self, step):
         prepared = super().prepare(step)
         prepared.captions = drop_captions([s.caption for s in prepared.scenes], self.caption_dropout)
-        self.text.prepare(prepared.captions)
+        prepared.answers = self.text.ahead(prepared.captions)
         return prepared
 
     def noised(self, prepared, gen):
@@ -643,7 +640,7 @@ class SanaStage(Stage):
     def prepare(self, step):
         prepared = super().prepare(step)
         prepared.captions = drop_captions([s.caption for s in prepared.scenes], self.caption_dropout)
-        self.text.prepare(prepared.captions)
+        prepared.answers = self.text.ahead(prepared.captions)
         return prepared
 
     def sigmas(self, b: int, gen) -> torch.Tensor:
@@ -664,7 +661,7 @@ class SanaStage(Stage):
         sigma = self.sigmas(b, gen)
         s = sigma[:, None, None, None]
         noisy = (1 - s) * latents + s * noise  # what FlowMatch / DPM-Solver flow sigmas do at sigma
-        embeds, mask = trim_padding(*self.text(prepared.captions, self.device))
+        embeds, mask = self.text(prepared.captions, self.device, trim=True)
         scale = self.modules["transformer"].config.timestep_scale
         pred = self.net("transformer")(noisy, encoder_hidden_states=embeds, encoder_attention_mask=mask,
                                        timestep=sigma * 1000 * scale).sample
@@ -680,41 +677,31 @@ STAGE_CLASSES = {c.name: c for c in (VaeStage, SdStage, ControlNetStage, DcaeSta
 
 # ----- the loop -----
 
-class Prefetcher:
-    """Runs ``prepare(step)`` for the next steps in a worker thread."""
+class _StepBatches(torch.utils.data.IterableDataset):
+    """The prepared batches of steps start, start + 1, ...: with n data workers, worker k prepares steps
+    start + k, start + k + n, ..., and the DataLoader, taking from its workers in turn, hands them out in order."""
 
-    def __init__(self, prepare, start: int, depth: int = 2):
-        self.prepare, self.queue = prepare, queue.Queue(maxsize=depth)
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._work, args=(start,), daemon=True)
-        self.thread.start()
+    def __init__(self, prepare, start: int):
+        self.prepare, self.start = prepare, start
 
-    def _work(self, step: int) -> None:
-        while not self.done.is_set():
-            try:
-                item = (step, self.prepare(step), None)
-            except Exception as e:  # noqa: BLE001 - handed to the main thread, which raises it
-                item = (step, None, e)
-            while not self.done.is_set():
-                try:
-                    self.queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item[2] is not None:
-                return
-            step += 1
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        k, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        for step in itertools.count(self.start + k, n):
+            yield step, self.prepare(step)
 
-    def get(self, step: int):
-        got, value, error = self.queue.get()
-        if error is not None:
-            raise error
-        assert got == step, (got, step)
-        return value
 
-    def close(self) -> None:
-        self.done.set()
-        self.thread.join(timeout=10)
+def prepared_batches(prepare, start: int, workers: int):
+    """(step, prepared) from ``start`` on, prepared in ``workers`` processes (none: here, when asked). They
+    are forked, so the stage's modules are neither copied nor pickled, and they never touch the GPU. In
+    processes, not threads, so that their Python does not share an interpreter lock with the training loop's,
+    which launches the GPU's work."""
+    if workers and "fork" not in multiprocessing.get_all_start_methods():
+        workers = 0
+    loader = torch.utils.data.DataLoader(_StepBatches(prepare, start), batch_size=None, num_workers=workers,
+                                         prefetch_factor=2 if workers else None,
+                                         multiprocessing_context="fork" if workers else None)
+    return iter(loader)
 
 
 def _checkpoint_dir(run: Run, stage: str) -> Path:
@@ -846,7 +833,7 @@ def train_stage(run: Run, name: str, budget: float) -> None:
         + f"; budget {budget:.0f} s")
     first, last_save, last_log = step, time.monotonic(), time.monotonic()
     running, since = torch.zeros((), device=run.device), 0
-    prefetch = Prefetcher(stage.prepare, step)
+    batches = prepared_batches(stage.prepare, step, run.workers)
     deadline = started + budget
     train_start = time.monotonic()
     try:
@@ -861,7 +848,10 @@ def train_stage(run: Run, name: str, budget: float) -> None:
             lr = stage.lr * _lr_factor(step, run.warmup, left)
             for group in optim.param_groups:
                 group["lr"] = lr
-            prepared = prefetch.get(step)
+            got, prepared = next(batches)
+            assert got == step, (got, step)
+            if prepared.answers:
+                stage.text.tokenizer.provide(prepared.answers)
             gen = run.generator(name, step)
             with run.autocast():
                 loss = stage.loss(step, prepared, gen)
@@ -891,7 +881,7 @@ def train_stage(run: Run, name: str, budget: float) -> None:
                 save_checkpoint(run, stage, optim, ema, step, seconds + time.monotonic() - train_start)
                 last_save = time.monotonic()
     finally:
-        prefetch.close()
+        del batches  # stops the data workers
     trained = seconds + time.monotonic() - train_start
     save_checkpoint(run, stage, optim, ema, step, trained)
     if ema is not None:  # the finished models are the EMA weights
@@ -1020,6 +1010,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--init-from", type=Path, default=None,
                    help="exported folders (demo-sd, ...) to start from: they fill WORK/models where it has none")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained denoiser (costs a minute)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="data worker processes per training process (default: 0 on a CPU, else a quarter of the "
+                        "CPU cores, at most 4)")
     p.add_argument("--parallel", action="store_true",
                    help="train the SD stages and the Sana stages at the same time, in two processes on one "
                         "device, each for the whole --minutes (these small models leave a GPU mostly idle)")
@@ -1045,7 +1038,7 @@ def _branch_argv(args: argparse.Namespace, stages: list[str], weights: dict[str,
             "--split", ",".join(f"{s}={weights[s]}" for s in stages), "--seed", str(args.seed),
             "--lr-scale", str(args.lr_scale), "--save-every", str(args.save_every)]
     for flag, value in (("--steps", args.steps), ("--batch", args.batch), ("--device", args.device),
-                        ("--log-every", args.log_every)):
+                        ("--log-every", args.log_every), ("--workers", args.workers)):
         if value is not None:
             argv += [flag, str(value)]
     return argv + [flag for flag, on in (("--tiny", args.tiny), ("--compile", args.compile)) if on]
@@ -1091,6 +1084,15 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
 
 
+def _workers(asked: int | None, device: torch.device) -> int:
+    """On a CPU the training itself needs the cores; on a GPU, enough workers to keep ahead of it."""
+    if asked is not None:
+        if asked < 0:
+            raise SystemExit(f"--workers must be 0 or more, not {asked}")
+        return asked
+    return 0 if device.type == "cpu" else max(1, min(4, (os.cpu_count() or 4) // 4))
+
+
 def main(argv=None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
@@ -1099,8 +1101,10 @@ def main(argv=None) -> int:
     run = Run(work=args.work, arch=arch, device=device, seed=args.seed, batch=args.batch or (4 if args.tiny else None),
               log_every=args.log_every or (1 if args.tiny else 50), save_every=args.save_every * 60,
               max_steps=args.steps, warmup=1 if args.tiny else 100, probe=(1, 8) if args.tiny else (4, 64),
-              compile=args.compile, lr_scale=args.lr_scale)
+              compile=args.compile, lr_scale=args.lr_scale, workers=_workers(args.workers, device))
     _quiet()
+    # the data workers are forked after the tokenizers ran here: parallel tokenizers would warn in each
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if run.cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -1,0 +1,83 @@
+"""How fast the demo models train: pictures per second of the SD and Sana stages for some batch sizes and
+data worker counts, and what preparing one batch costs the CPU.
+
+    python bench/bench_training.py [--stages sd,sana] [--batches 256,1024] [--workers 0,4] [--steps 120]
+                                   [--device cuda]
+
+Each (stage, batch, workers) trains in its own process (``python -m nodegraph_demo.train``, starting from
+the shipped weights in a scratch folder) for --steps steps; the rate is the training log's for the second
+half of them, after the start-up. 'prepare' is one batch's CPU work (scenes, captions, tokenizer calls),
+measured here in one process: what the data workers, or the loop itself with 0 workers, must keep up with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import torch  # noqa: E402
+
+from nodegraph_demo import architectures as A  # noqa: E402
+from nodegraph_demo import train  # noqa: E402
+
+MODELS = ROOT / "nodegraph_demo" / "models"
+
+
+def prepare_ms(stage_name: str, batch: int, work: Path) -> float:
+    """Median CPU time of one batch's prepare() for this stage, in milliseconds."""
+    run = train.Run(work=work, arch=A.FULL, device=torch.device("cpu"), batch=batch)
+    stage = train.STAGE_CLASSES[stage_name](run)
+    stage.modules = stage.build()
+    times = []
+    for step in range(5):
+        start = time.perf_counter()
+        stage.prepare(step)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2] * 1000
+
+
+def train_rate(stage: str, batch: int, workers: int, steps: int, device: str) -> float:
+    """Pictures per second over the second half of ``steps`` training steps."""
+    with tempfile.TemporaryDirectory() as work:
+        cmd = [sys.executable, "-m", "nodegraph_demo.train", "--stage", stage, "--work", work,
+               "--init-from", str(MODELS), "--steps", str(steps), "--batch", str(batch), "--workers", str(workers),
+               "--log-every", str(steps // 2), "--minutes", "30", "--split", f"{stage}=1", "--device", device]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        if out.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        rates = re.findall(r"(\d+) img/s", out.stdout)
+        return float(rates[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--stages", default="sd,sana")
+    p.add_argument("--batches", default="256,1024")
+    p.add_argument("--workers", default="0,4")
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    stages = args.stages.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    workers = [int(w) for w in args.workers.split(",")]
+    with tempfile.TemporaryDirectory() as work:
+        train.import_exports(MODELS, train.Run(work=Path(work), arch=A.FULL, device=torch.device("cpu")))
+        print("| stage | batch | prepare (CPU, ms) | " + " | ".join(f"{w} workers (pictures/s)" for w in workers) + " |")
+        print("| --- | ---: | ---: | " + " | ".join("---:" for _ in workers) + " |")
+        for stage in stages:
+            for batch in batches:
+                cpu = prepare_ms(stage, batch, Path(work))
+                rates = [train_rate(stage, batch, w, args.steps, args.device) for w in workers]
+                print(f"| {stage} | {batch} | {cpu:.0f} | " + " | ".join(f"{r:.0f}" for r in rates) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
