@@ -8,10 +8,11 @@ Stages (each reads the finished models of the ones it needs from WORK/models and
     dcae        AutoencoderDC, reconstruction                          -> models/dcae
     sana        Gemma-2 + Sana transformer (flow matching) in DC-AE latents -> models/gemma_tokenizer, gemma, transformer
 
-Why the text goes through the pipelines' own ``encode_prompt``: the product's nodes encode prompts that
-way at inference (nodes/_families.py), so a model trained on anything else would be conditioned on
-embeddings it never sees. Data workers (processes) draw the next batches' scenes and run the tokenizer
-calls ``encode_prompt`` is about to make, so the loop that feeds the GPU does not wait on them.
+Why the text is encoded as the pipelines' ``encode_prompt`` encodes it (SD: by calling it; Sana: the same
+numbers where the transformer looks, computed with less work, see GemmaText): the product's nodes encode
+prompts that way at inference (nodes/_families.py), so a model trained on anything else would be
+conditioned on embeddings it never sees. Data workers (processes) draw the next batches' scenes and run
+the tokenizer calls the encoding is about to make, so the loop that feeds the GPU does not wait on them.
 
 Resuming: WORK/<stage>/ckpt holds weights (safetensors), the EMA, the optimizer state (torch.save of
 tensors and numbers, read back with weights_only=True) and the step; the same command continues
