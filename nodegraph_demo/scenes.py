@@ -262,7 +262,7 @@ def _distance(shape_ids: list[int], px, py, r):
 
 @dataclass
 class SceneTensors:
-    """What rendering needs of a batch of scenes, as CPU tensors (built in a worker thread while training)."""
+    """What rendering needs of a batch of scenes, as CPU tensors (built in a data worker while training)."""
 
     shape_ids: list[list[int]]  # per object slot, per picture: index into SHAPES or -1
     params: torch.Tensor  # (B, 2, 7): x, y, radius, angle (radians), r, g, b

@@ -264,18 +264,17 @@ class GemmaText:
         self.chi = "\n".join(self.instruction)
         self.chi_tokens = len(tokenizer.encode(self.chi))
 
-    def _calls(self, kept: int, dropped: int, prompts: list[str]):
-        """The tokenizer calls encode_prompt makes for these prompts: (texts, kwargs) for each part."""
-        kept_texts = [self.chi + p.lower().strip() for p in prompts[:kept]]  # _text_preprocessing, then the prefix
+    def _calls(self, prompts: list[str]):
+        """The tokenizer calls encode_prompt makes for these prompts (empty ones last): (texts, kwargs) for the
+        prompts with the instruction in front, then for the empty ones."""
+        kept = [self.chi + p.lower().strip() for p in prompts if p]  # _text_preprocessing, then the prefix
         common = dict(padding="max_length", truncation=True, add_special_tokens=True, return_tensors="pt")
-        return ((kept_texts, dict(common, max_length=self.chi_tokens + self.max_length - 2)),
-                ([""] * dropped, dict(common, max_length=self.max_length)))
+        return ((kept, dict(common, max_length=self.chi_tokens + self.max_length - 2)),
+                ([""] * (len(prompts) - len(kept)), dict(common, max_length=self.max_length)))
 
     def ahead(self, prompts: list[str]) -> list:
         """The tokenizer calls for ``prompts``, answered (in a data worker)."""
-        kept = sum(1 for p in prompts if p)
-        return [self.tokenizer.ahead("__call__", texts, **kwargs)
-                for texts, kwargs in self._calls(kept, len(prompts) - kept, prompts) if texts]
+        return [self.tokenizer.ahead("__call__", texts, **kwargs) for texts, kwargs in self._calls(prompts) if texts]
 
     def _encode(self, texts: list[str], kwargs: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Gemma's last hidden states for the padded ``texts`` (zero at padding), the common prefix run once;
@@ -305,7 +304,7 @@ class GemmaText:
         kept = sum(1 for p in prompts if p)
         if any(not p for p in prompts[:kept]):
             raise ValueError("empty prompts must come last")
-        (kept_texts, kept_kwargs), (dropped_texts, dropped_kwargs) = self._calls(kept, len(prompts) - kept, prompts)
+        (kept_texts, kept_kwargs), (dropped_texts, dropped_kwargs) = self._calls(prompts)
         parts, masks = [], []
         if kept_texts:
             embeds, mask = self._encode(kept_texts, kept_kwargs, device)
