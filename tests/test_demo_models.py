@@ -67,6 +67,18 @@ def test_diffusers_loads_the_sd_folder_unmodified():
     assert image.shape == (1, 3, 64, 64)
 
 
+def example(name: str) -> nodegraph.Workflow:
+    return nodegraph.load(os.path.join(REPO, "workflows", f"{name}.json"))
+
+
+def runs_at_seeds(name: str, tmp_path, seeds=(1, 2, 3)):
+    """(seed, result) of the example workflow ``name`` run with each Sampler seed."""
+    wf, engine = example(name), nodegraph.Engine(device="cpu")
+    for seed in seeds:
+        wf.set_param("sampler", "seed", seed)
+        yield seed, engine.run(wf, output_dir=tmp_path)
+
+
 def background(image: torch.Tensor) -> str:
     """The colour name most of the picture's border pixels have."""
     border = torch.cat([image[:, 0, :], image[:, -1, :], image[:, :, 0], image[:, :, -1]], dim=1)  # (3, 4W)
@@ -75,7 +87,7 @@ def background(image: torch.Tensor) -> str:
 
 @pytest.mark.parametrize("colour", ["blue", "green", "yellow"])
 def test_txt2img_example_paints_the_prompted_background(colour, tmp_path):
-    wf = nodegraph.load(os.path.join(REPO, "workflows", "txt2img.json"))
+    wf = example("txt2img")
     wf.set_param("prompt", "prompt", f"a small red circle on the left, {colour} background")
     wf.set_param("size", "batch_size", 2)
     result = nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path)
@@ -85,7 +97,7 @@ def test_txt2img_example_paints_the_prompted_background(colour, tmp_path):
 
 def pictures_of(workflow: str, prompt: str, tmp_path, count: int = 4) -> torch.Tensor:
     """``count`` pictures (one seed, one batch) from an example workflow with its prompt replaced."""
-    wf = nodegraph.load(os.path.join(REPO, "workflows", f"{workflow}.json"))
+    wf = example(workflow)
     wf.set_param("prompt", "prompt", prompt)
     wf.set_param("size", "batch_size", count)
     return nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path).outputs["decode"]["image"]
@@ -125,7 +137,7 @@ def test_controlnet_example_draws_along_the_control_edges(tmp_path):
     from nodegraph_demo.evaluate import edge_agreement
     from nodegraph_demo.scenes import canny
 
-    wf = nodegraph.load(os.path.join(REPO, "workflows", "controlnet-canny.json"))
+    wf = example("controlnet-canny")
     engine = nodegraph.Engine(device="cpu")
     for prompt, factor in ((None, 1.0), ("", 2.0)):
         if prompt is not None:
@@ -144,11 +156,7 @@ def test_controlnet_example_draws_along_the_control_edges(tmp_path):
 def test_inpaint_example_paints_the_prompted_colour_inside_the_mask(tmp_path):
     """The red circle is masked and the prompt asks for a green one: green wins inside the mask (seeds 1-3
     here, 8 of 8 seeds measured), and every pixel outside the mask is the input's, exactly."""
-    wf = nodegraph.load(os.path.join(REPO, "workflows", "inpaint.json"))
-    engine = nodegraph.Engine(device="cpu")
-    for seed in (1, 2, 3):
-        wf.set_param("sampler", "seed", seed)
-        result = engine.run(wf, output_dir=tmp_path)
+    for seed, result in runs_at_seeds("inpaint", tmp_path):
         picture = result.outputs["decode"]["image"][0]
         mask = result.outputs["feather"]["mask"][0, 0]
         names = colour_names(picture.permute(1, 2, 0))[result.outputs["sun"]["mask"][0, 0] > 0.5]
@@ -161,11 +169,7 @@ def test_inpaint_example_paints_the_prompted_colour_inside_the_mask(tmp_path):
 def test_outpaint_example_paints_the_prompted_square_in_the_new_strip(tmp_path):
     """The picture is cut to its left 40 pixels and extended 24 to the right again: the green square the prompt asks for
     is painted in the new strip (seeds 1-3 here, 8 of 8 measured), and the kept pixels are the input's."""
-    wf = nodegraph.load(os.path.join(REPO, "workflows", "outpaint.json"))
-    engine = nodegraph.Engine(device="cpu")
-    for seed in (1, 2, 3):
-        wf.set_param("sampler", "seed", seed)
-        result = engine.run(wf, output_dir=tmp_path)
+    for seed, result in runs_at_seeds("outpaint", tmp_path):
         picture = result.outputs["decode"]["image"][0]
         assert picture.shape == (3, 64, 64)
         found = main_object(picture[:, :, 40:])
