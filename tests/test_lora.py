@@ -12,15 +12,16 @@ from test_diffusion_sd import NEGATIVE, PROMPT, sd_folder, txt2img  # noqa: F401
 def lora_file(sd_folder, tmp_path_factory):  # noqa: F811
     """A random LoRA for the tiny SD model's UNet and text encoder, saved the way diffusers saves LoRAs."""
     from diffusers import StableDiffusionPipeline
-    from peft import LoraConfig
+    from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import get_peft_model_state_dict
 
     torch.manual_seed(0)
     pipe = StableDiffusionPipeline.from_pretrained(sd_folder, local_files_only=True)
     pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
                                      target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    pipe.text_encoder.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
-                                             target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]))
+    # peft's own injection: transformers' add_adapter asks for a newer peft than PyPI may offer.
+    inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                       target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]), pipe.text_encoder)
     folder = tmp_path_factory.mktemp("lora")
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
                                               text_encoder_lora_layers=get_peft_model_state_dict(pipe.text_encoder),
