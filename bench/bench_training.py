@@ -2,12 +2,13 @@
 data worker counts, and what preparing one batch costs the CPU.
 
     python bench/bench_training.py [--stages sd,sana] [--batches 256,1024] [--workers 0,4] [--steps 120]
-                                   [--device cuda]
+                                   [--compile off,on] [--device cuda]
 
 Each (stage, batch, workers) trains in its own process (``python -m nodegraph_demo.train``, starting from
 the shipped weights in a scratch folder) for --steps steps; the rate is the training log's for the second
-half of them, after the start-up. 'prepare' is one batch's CPU work (scenes, captions, tokenizer calls),
-measured here in one process: what the data workers, or the loop itself with 0 workers, must keep up with.
+half of them, after the start-up (with --compile on, after torch.compile's first steps too). 'prepare' is
+one batch's CPU work (scenes, captions, tokenizer calls), measured here in one process: what the data
+workers, or the loop itself with 0 workers, must keep up with.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ def prepare_ms(stage_name: str, batch: int, work: Path) -> float:
     return sorted(times)[len(times) // 2] * 1000
 
 
-def train_rate(stage: str, batch: int, workers: int, steps: int, device: str) -> float:
+def train_rate(stage: str, batch: int, workers: int, steps: int, device: str, compiled: bool) -> float:
     """Pictures per second over the second half of ``steps`` training steps."""
     with tempfile.TemporaryDirectory() as work:
         cmd = [sys.executable, "-m", "nodegraph_demo.train", "--stage", stage, "--work", work,
                "--init-from", str(MODELS), "--steps", str(steps), "--batch", str(batch), "--workers", str(workers),
                "--log-every", str(steps // 2), "--minutes", "30", "--split", f"{stage}=1", "--device", device]
+        cmd += ["--compile"] if compiled else []
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if out.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
@@ -63,19 +65,22 @@ def main() -> None:
     p.add_argument("--batches", default="256,1024")
     p.add_argument("--workers", default="0,4")
     p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--compile", default="off", help="off, on, or off,on: train with torch.compile's denoiser")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     stages = args.stages.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
+    runs = [(w, c == "on") for c in args.compile.split(",") for w in workers]
     with tempfile.TemporaryDirectory() as work:
         train.import_exports(MODELS, train.Run(work=Path(work), arch=A.FULL, device=torch.device("cpu")))
-        print("| stage | batch | prepare (CPU, ms) | " + " | ".join(f"{w} workers (pictures/s)" for w in workers) + " |")
-        print("| --- | ---: | ---: | " + " | ".join("---:" for _ in workers) + " |")
+        columns = [f"{w} workers{', compiled' if c else ''} (pictures/s)" for w, c in runs]
+        print("| stage | batch | prepare (CPU, ms) | " + " | ".join(columns) + " |")
+        print("| --- | ---: | ---: | " + " | ".join("---:" for _ in runs) + " |")
         for stage in stages:
             for batch in batches:
                 cpu = prepare_ms(stage, batch, Path(work))
-                rates = [train_rate(stage, batch, w, args.steps, args.device) for w in workers]
+                rates = [train_rate(stage, batch, w, args.steps, args.device, c) for w, c in runs]
                 print(f"| {stage} | {batch} | {cpu:.0f} | " + " | ".join(f"{r:.0f}" for r in rates) + " |", flush=True)
 
 
