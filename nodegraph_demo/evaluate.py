@@ -101,6 +101,18 @@ def main_object(image: torch.Tensor) -> tuple[str, float, float] | None:
     return (NAMES[int(names[chosen].mode().values)], *_centre(chosen))
 
 
+def object_count(image: torch.Tensor) -> int:
+    """How many separate objects a picture (3, H, W) shows: connected groups of object pixels (8-connected,
+    OpenCV's connectedComponentsWithStats) that each cover at least MIN_OBJECT_PIXELS of the picture. A
+    one-object prompt should give 1; a model that has not learnt "a" from "two" draws 2."""
+    import cv2
+
+    _, chosen, _ = _object_pixels(image)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(chosen.numpy().astype("uint8"), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]  # row 0 is the background
+    return int((areas >= MIN_OBJECT_PIXELS * chosen.numel()).sum())
+
+
 def judge(image: torch.Tensor, scene: Scene) -> dict[str, bool | None]:
     """Does one picture (3, H, W) show ``scene``? colour / position / background: True, False, or None
     where the caption says nothing to check (no position named)."""

@@ -17,6 +17,7 @@ from nodegraph_demo.evaluate import (
     f_score,
     in_region,
     main_object,
+    object_count,
     place_prompts,
     psnr,
 )
@@ -93,6 +94,19 @@ def test_txt2img_example_paints_the_prompted_background(colour, tmp_path):
     result = nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path)
     pictures = result.outputs["decode"]["image"]
     assert [background(p) for p in pictures] == [colour, colour]
+
+
+@pytest.mark.parametrize("workflow", ["txt2img", "sana-dcae"])
+def test_examples_as_shipped_draw_one_red_circle_on_the_left(workflow, tmp_path):
+    """The first thing a newcomer sees: the example, untouched (its prompt "a small red circle on the left",
+    its seed and batch), saves a picture, and every picture it made shows one red object in the left half."""
+    wf = example(workflow)
+    assert "a small red circle on the left" in wf.nodes["prompt"].params["prompt"]
+    result = nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path)
+    pictures = result.outputs["decode"]["image"]
+    assert list(tmp_path.glob("*.png"))
+    seen = [(object_count(p), main_object(p)) for p in pictures]
+    assert all(n == 1 and o[0] == "red" and in_region("left", o[1], o[2]) for n, o in seen), seen
 
 
 def pictures_of(workflow: str, prompt: str, tmp_path, count: int = 4) -> torch.Tensor:
