@@ -197,7 +197,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         action(files, "Save", QKeySequence.Save, self.save_file)
         action(files, "Save As…", QKeySequence.SaveAs, self.save_file_as)
-        action(files, "Quit", QKeySequence.Quit, self.close)
+        action(files, "Quit", "Ctrl+Q" if QKeySequence(QKeySequence.Quit).isEmpty() else QKeySequence.Quit, self.close)
         run = self.menuBar().addMenu("&Run")
         toolbar = self.addToolBar("Run")
         toolbar.setObjectName("run-toolbar")
@@ -213,9 +213,11 @@ class MainWindow(QMainWindow):
         action(edit, "Undo", QKeySequence.Undo, self.undo_stack.undo)
         redo = action(edit, "Redo", "Ctrl+Shift+Z", self.undo_stack.redo)
         redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])  # Blender / ComfyUI habits
+        action(edit, "Cut", QKeySequence.Cut, self.cut_selection)
         action(edit, "Copy", QKeySequence.Copy, self.copy_selection)
         action(edit, "Paste", QKeySequence.Paste, self.paste)
         action(edit, "Duplicate", "Ctrl+D", lambda: self.paste(self.selection_text()))
+        action(edit, "Select all", QKeySequence.SelectAll, self.select_all)
         mute = action(edit, "Mute / unmute", "Ctrl+M", lambda: self.toggle_mode("muted"))
         mute.setShortcuts([QKeySequence("Ctrl+M"), QKeySequence("M")])  # ComfyUI, and Blender's M
         action(edit, "Bypass / unbypass", "Ctrl+B", lambda: self.toggle_mode("bypassed"))
@@ -553,6 +555,16 @@ class MainWindow(QMainWindow):
     def copy_selection(self) -> None:
         if self.scene.selected_node_ids():
             QGuiApplication.clipboard().setText(self.selection_text())
+
+    def cut_selection(self) -> None:
+        """Copy the selected nodes, then delete them: one undo step brings them back."""
+        if self.scene.selected_node_ids():
+            self.copy_selection()
+            self.scene.delete_selected()
+
+    def select_all(self) -> None:
+        for item in self.scene.nodes.values():
+            item.setSelected(True)
 
     def paste(self, text: str | None = None) -> None:
         """Add the nodes of a workflow document (the clipboard's) with fresh ids, offset, and select them."""

@@ -171,6 +171,25 @@ def test_copy_paste_goes_through_the_clipboard_as_workflow_json(qtbot, window):
     assert set(window.workflow.nodes) == before
 
 
+def test_select_all_then_cut_empties_the_graph_and_paste_brings_it_back(qtbot, window):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    window.open_file(EXAMPLE)
+    nodes, links = set(window.workflow.nodes), len(window.workflow.links)
+    window.view.setFocus()
+    qtbot.keyClick(window.view, Qt.Key_A, Qt.ControlModifier)
+    assert set(window.scene.selected_node_ids()) == nodes
+    qtbot.keyClick(window.view, Qt.Key_X, Qt.ControlModifier)
+    assert not window.workflow.nodes and not window.scene.nodes
+    assert set(nodegraph.loads(QGuiApplication.clipboard().text(), strict=False).nodes) == nodes
+    window.paste()
+    assert len(window.workflow.nodes) == len(nodes) and len(window.workflow.links) == links
+    window.undo_stack.undo()  # the paste
+    window.undo_stack.undo()  # the cut
+    assert set(window.workflow.nodes) == nodes and len(window.workflow.links) == links
+
+
 def test_mute_and_bypass_shortcuts_toggle_the_mode(qtbot, window):
     window.open_file(EXAMPLE)
     window.scene.clearSelection()

@@ -185,7 +185,8 @@ def test_the_help_menu_lists_the_shortcuts(qtbot, window):
     rows = {dialog.table.item(i, 0).text(): dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())}
     assert rows["Edit → Mute / unmute"] == "Ctrl+M · M" and rows["Edit → Frame selected nodes"] == "Ctrl+G"
     assert rows["Run → Run"] == "Ctrl+Return" and "Ctrl + right-drag" in rows["Cut links"]
-    assert rows["Edit → Redo"] == "Ctrl+Shift+Z · Ctrl+Y"
+    assert rows["Edit → Redo"] == "Ctrl+Shift+Z · Ctrl+Y" and rows["File → Quit"] == "Ctrl+Q"
+    assert rows["Edit → Cut"] == "Ctrl+X" and rows["Edit → Select all"] == "Ctrl+A"
 
 
 def test_outputs_show_their_picture_on_the_node_and_the_viewer_zooms_and_saves(qtbot, window, tmp_path):
