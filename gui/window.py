@@ -305,7 +305,11 @@ class MainWindow(QMainWindow):
         if not path:
             return False
         self.path = Path(path)
-        self.workflow.base_dir = self.path.parent
+        moved = nodegraph.rebase(self.workflow, self.path.parent)  # relative input paths keep their files
+        if moved:
+            self.scene.rebuild()
+            self._snapshot = self.workflow.dumps()  # not an edit to undo: undoing it would break the paths
+            self.log.appendPlainText(f"paths made relative to {self.path.parent}: {', '.join(moved)}")
         if not self.save_file():
             return False
         self.prefs.add_recent(self.path)

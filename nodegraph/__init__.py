@@ -12,7 +12,7 @@ The public API, shared by the CLI and the editor::
 """
 
 from .batching import batch
-from .document import load, loads, save
+from .document import load, loads, rebase, save
 from .engine import Context, Engine, RunResult
 from .errors import (
     NodeFailed,
@@ -37,5 +37,5 @@ __all__ = [
     "Context", "Engine", "Event", "Input", "Link", "LinkError", "Node", "NodeFailed", "NodeType",
     "NodeUserError", "NodegraphError", "Output", "Param", "ParamError", "PortType", "Problem", "REGISTRY",
     "Registry", "RunCancelled", "RunResult", "Workflow", "WorkflowFileError", "WorkflowInvalid",
-    "batch", "compatible", "load", "loads", "node", "save", "validate",
+    "batch", "compatible", "load", "loads", "node", "rebase", "save", "validate",
 ]

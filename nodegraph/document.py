@@ -69,6 +69,39 @@ def save(workflow: Workflow, path: str | os.PathLike) -> Path:
     return atomic_write(path, workflow.dumps().encode("utf-8"))
 
 
+PATH_HINTS = ("file", "folder", "model")  # parameters whose relative values resolve against the workflow's folder
+
+
+def rebase(workflow: Workflow, new_dir: str | os.PathLike) -> list[str]:
+    """Move the workflow to ``new_dir`` (Save As into another folder): each relative path a parameter
+    holds that names an existing file beside the old location is rewritten to reach the same file from
+    the new one, so a Load Image of ``assets/sample.png`` still finds its picture. Names that are not
+    files there (a model name, ``hf:org/name``) are left alone. Returns ``node.param`` for each change."""
+    new_dir = Path(new_dir).resolve()
+    old_dir, workflow.base_dir = workflow.base_dir, new_dir
+    if old_dir is None or Path(old_dir).resolve() == new_dir:
+        return []
+    changed = []
+    for node in workflow.nodes.values():
+        spec = workflow.registry.get(node.type)
+        for param in spec.params if spec else ():
+            value = node.params.get(param.name)
+            if param.hint not in PATH_HINTS or not isinstance(value, str) or not value.strip():
+                continue
+            path = Path(value).expanduser()
+            if path.is_absolute() or not (Path(old_dir) / path).exists():
+                continue
+            target = (Path(old_dir) / path).resolve()
+            try:
+                moved = Path(os.path.relpath(target, new_dir)).as_posix()
+            except ValueError:  # another drive: only an absolute path reaches it
+                moved = str(target)
+            if moved != value:
+                workflow.set_param(node.id, param.name, moved)
+                changed.append(f"{node.id}.{param.name}")
+    return changed
+
+
 def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")

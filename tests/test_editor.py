@@ -171,6 +171,20 @@ def test_copy_paste_goes_through_the_clipboard_as_workflow_json(qtbot, window):
     assert set(window.workflow.nodes) == before
 
 
+def test_save_as_into_another_folder_keeps_the_input_picture(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    window.open_file(EXAMPLE)  # its Load Image reads "assets/sample.png" beside the example
+    target = tmp_path / "elsewhere" / "mine.json"
+    target.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    assert window.save_file_as() and not window.modified()
+    assert "paths made relative to" in window.log.toPlainText()
+    window.open_file(target)
+    result = run(qtbot, window)
+    assert result.status == "ok", window.log.toPlainText()
+
+
 def test_select_all_then_cut_empties_the_graph_and_paste_brings_it_back(qtbot, window):
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication

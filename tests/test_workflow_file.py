@@ -3,9 +3,11 @@
 import glob
 import json
 import os
+from pathlib import Path
 
 import jsonschema
 import pytest
+import torch
 
 import nodegraph
 from nodegraph.schema import workflow_schema_path
@@ -192,3 +194,25 @@ def test_a_node_saved_by_an_older_node_type_version_is_upgraded():
            "nodes": [{"id": "s", "type": "demo.scale", "version": 1, "params": {"percent": 250}}]}
     wf = nodegraph.loads(json.dumps(doc), registry=reg)
     assert (wf.nodes["s"].version, wf.nodes["s"].params) == (2, {"factor": 2.5})
+
+
+def test_a_workflow_saved_into_another_folder_still_finds_its_input_picture(tmp_path):
+    """Save As elsewhere: the relative "assets/shapes.png" of the img2img example is rewritten to reach the
+    same file from the new folder; the model name and every other parameter stay as they were."""
+    wf = nodegraph.load(os.path.join(REPO, "workflows", "img2img.json"))
+    before = {n: dict(node.params) for n, node in wf.nodes.items()}
+    target = tmp_path / "mine" / "edit.json"
+    target.parent.mkdir()
+    assert nodegraph.rebase(wf, target.parent) == ["picture.path"]
+    nodegraph.save(wf, target)
+    again = nodegraph.load(target)
+    moved = again.nodes["picture"].params["path"]
+    assert not os.path.isabs(moved)
+    assert (target.parent / moved).resolve() == Path(REPO, "workflows", "assets", "shapes.png").resolve()
+    after = {n: dict(node.params) for n, node in again.nodes.items()}
+    after["picture"].pop("path"), before["picture"].pop("path")
+    assert after == before and again.nodes["checkpoint"].params["model"] == "demo-sd"
+    engine = nodegraph.Engine(device="cpu")
+    pictures = [engine.run(w, targets=["picture"], output_dir=tmp_path / "out").outputs["picture"]["image"]
+                for w in (nodegraph.load(os.path.join(REPO, "workflows", "img2img.json")), again)]
+    assert torch.equal(*pictures)
