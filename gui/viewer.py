@@ -70,9 +70,9 @@ class ImageView(QGraphicsView):
 class ImageViewer(QWidget):
     """The viewer panel: the picture, its size and zoom, and the Fit / 1:1 / Save As buttons."""
 
-    def __init__(self, workflow_text=lambda: "", parent=None):
+    def __init__(self, workflow_text=lambda folder: "", parent=None):
         super().__init__(parent)
-        self.workflow_text = workflow_text  # called at save time: the workflow to embed in the PNG
+        self.workflow_text = workflow_text  # called at save time with the PNG's folder: the workflow to embed
         self.image = None
         self.view = ImageView()
         self.info = QLabel("run the workflow to see pictures here")
@@ -116,4 +116,4 @@ class ImageViewer(QWidget):
         path = Path(path)
         if path.suffix.lower() != ".png":
             path = path.with_suffix(".png")
-        return atomic_write(path, png_bytes(first_picture(self.image), self.workflow_text()))
+        return atomic_write(path, png_bytes(first_picture(self.image), self.workflow_text(path.parent)))

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 
 import nodegraph
 from nodegraph import models
+from nodegraph.document import embedded_text
 
 from .canvas import GraphScene, GraphView
 from .palette import PaletteTree, QuickAdd, best_match
@@ -159,7 +160,7 @@ class MainWindow(QMainWindow):
 
         preview = QWidget()
         pl = QVBoxLayout(preview)
-        self.viewer = ImageViewer(workflow_text=lambda: self.workflow.dumps())
+        self.viewer = ImageViewer(workflow_text=lambda folder: embedded_text(self.workflow, folder))
         self.viewer.setMinimumSize(320, 240)
         self.preview_text = QLabel("")
         self.preview_text.setWordWrap(True)

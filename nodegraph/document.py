@@ -102,6 +102,16 @@ def rebase(workflow: Workflow, new_dir: str | os.PathLike) -> list[str]:
     return changed
 
 
+def embedded_text(workflow: Workflow, folder: str | os.PathLike | None) -> str:
+    """The workflow's JSON as a file written into ``folder`` should carry it (see :func:`rebase`); the
+    workflow itself is left as it is."""
+    if folder is None or workflow.base_dir is None:
+        return workflow.dumps()
+    moved = workflow.copy()
+    rebase(moved, folder)
+    return moved.dumps()
+
+
 def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import networkx as nx
 
 from .cache import Cache, Entry, run_release_hooks, same_value
+from .document import embedded_text
 from .errors import NodeFailed, NodegraphError, NodeUserError, ParamError, RunCancelled, WorkflowInvalid
 from .events import Event
 from .files import inside, write_new_file
@@ -103,6 +104,11 @@ class Context:
         """The workflow's canonical JSON, for embedding in saved images."""
         return self._run.workflow_text()
 
+    def workflow_text_for(self, folder: str | Path) -> str:
+        """The workflow's JSON for a file written into ``folder`` (a PNG that carries it): relative input
+        paths rewritten to reach the same files from there, so the PNG reopens and runs where it lies."""
+        return self._run.workflow_text(Path(folder))
+
     def input_path(self, path: str) -> Path:
         """A user-given input path; relative paths are relative to the workflow file's folder."""
         p = Path(path).expanduser()
@@ -154,7 +160,7 @@ class _Run:
         self.output_dir = output_dir
         self.base_dir = workflow.base_dir
         self._workflow = workflow
-        self._text: str | None = None
+        self._texts: dict[Path | None, str] = {}
         self._on_event = on_event
         self.listening = on_event is not None
         self.cancelled = _cancel_check(cancel)
@@ -163,10 +169,10 @@ class _Run:
         if self._on_event is not None:
             self._on_event(event)
 
-    def workflow_text(self) -> str:
-        if self._text is None:
-            self._text = self._workflow.dumps()
-        return self._text
+    def workflow_text(self, folder: Path | None = None) -> str:
+        if folder not in self._texts:
+            self._texts[folder] = embedded_text(self._workflow, folder)
+        return self._texts[folder]
 
 
 def _cancel_check(cancel) -> Callable[[], bool]:

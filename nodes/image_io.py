@@ -86,10 +86,14 @@ FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 def save_image(ctx, image, filename_prefix, format, quality, embed_workflow):
     """Write each picture as <prefix>_00001.png, _00002.png, ... never overwriting a file."""
     options = {"quality": quality} if format in ("jpeg", "webp") else {}
-    if format == "png" and embed_workflow:
-        options["pnginfo"] = workflow_pnginfo(ctx.workflow_text)
+    embed = format == "png" and embed_workflow
+
+    def write(picture, tmp: Path) -> None:  # tmp lies in the folder the file will be in
+        extra = {"pnginfo": workflow_pnginfo(ctx.workflow_text_for(tmp.parent))} if embed else {}
+        picture.save(tmp, FORMATS[format], **options, **extra)
+
     for picture in to_pil(image):
-        ctx.new_output_file(filename_prefix, f".{format}", lambda tmp: picture.save(tmp, FORMATS[format], **options))
+        ctx.new_output_file(filename_prefix, f".{format}", lambda tmp: write(picture, tmp))
     return {"image": image}
 
 

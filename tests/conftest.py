@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -17,6 +18,22 @@ from nodegraph import Input, NodeUserError, Output, Param, PortType as T, Regist
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_NODES = Registry(discover=False)
 CALLS: dict[str, int] = {}
+
+
+def moved_copy_of(reopened: nodegraph.Workflow, original: nodegraph.Workflow) -> list[str]:
+    """``reopened`` (read from a file in another folder) is ``original`` except for relative paths that
+    reach the same files from its folder; returns the "node.param" whose text changed."""
+    moved = []
+    for node_id, item in original.nodes.items():
+        for name, value in item.params.items():
+            other = reopened.nodes[node_id].params[name]
+            if other != value:
+                assert Path(reopened.base_dir, other).resolve() == Path(original.base_dir, value).resolve()
+                moved.append(f"{node_id}.{name}")
+    for node_id, name in (m.split(".", 1) for m in moved):
+        reopened.nodes[node_id].params[name] = original.nodes[node_id].params[name]
+    assert reopened.dumps() == original.dumps()
+    return moved
 
 
 def _count(ctx):

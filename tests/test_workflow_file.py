@@ -12,7 +12,7 @@ import torch
 import nodegraph
 from nodegraph.schema import workflow_schema_path
 
-from conftest import REPO, TEST_NODES
+from conftest import REPO, TEST_NODES, moved_copy_of
 
 EXAMPLES = sorted(glob.glob(os.path.join(REPO, "workflows", "*.json")))
 
@@ -175,8 +175,10 @@ def test_a_png_written_by_save_image_opens_as_its_workflow(tmp_path):
     wf = nodegraph.load(os.path.join(REPO, "workflows", "load-save.json"))
     result = nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path)
     [png] = result.files
-    reopened = nodegraph.load(png)
-    assert reopened.dumps() == wf.dumps()
+    reopened = nodegraph.load(png)  # from the output folder: its Load Image path now reaches the picture from there
+    assert moved_copy_of(reopened, wf) == ["load.path"]
+    again = nodegraph.Engine(device="cpu").run(nodegraph.load(png), output_dir=tmp_path / "again")
+    assert torch.equal(again.outputs["load"]["image"], result.outputs["load"]["image"])
 
 
 def test_a_node_saved_by_an_older_node_type_version_is_upgraded():
