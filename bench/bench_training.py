@@ -3,12 +3,14 @@ data worker counts, and what preparing one batch costs the CPU.
 
     python bench/bench_training.py [--stages sd,sana] [--batches 256,1024] [--workers 0,4] [--steps 120]
                                    [--compile off,on] [--device cuda]
+    python bench/bench_training.py --ops [--stages sd,sana] [--batches 256]
 
 Each (stage, batch, workers) trains in its own process (``python -m nodegraph_demo.train``, starting from
 the shipped weights in a scratch folder) for --steps steps; the rate is the training log's for the second
 half of them, after the start-up (with --compile on, after torch.compile's first steps too). 'prepare' is
 one batch's CPU work (scenes, captions, tokenizer calls), measured here in one process: what the data
-workers, or the loop itself with 0 workers, must keep up with.
+workers, or the loop itself with 0 workers, must keep up with. --ops instead counts, on the CPU, the
+operations one step dispatches per module: the launches a GPU step pays for whatever the batch.
 """
 
 from __future__ import annotations
@@ -45,6 +47,43 @@ def prepare_ms(stage_name: str, batch: int, work: Path) -> float:
     return sorted(times)[len(times) // 2] * 1000
 
 
+def op_counts(stage_name: str, batch: int, work: Path) -> dict[str, int]:
+    """The aten operations one training step's forward and backward pass dispatch, by the module running
+    them: on a GPU each is about one kernel launch, the per-step cost that does not shrink with the batch.
+    Counted on the CPU (the same graph; fused optimizer and EMA updates not included)."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.where, self.counts = ["other (data, noise, loss)"], Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.counts[self.where[-1]] += 1
+            return func(*args, **(kwargs or {}))
+
+    run = train.Run(work=work, arch=A.FULL, device=torch.device("cpu"), batch=batch)
+    stage = train.STAGE_CLASSES[stage_name](run)
+    stage.modules = stage.build()
+    counter = Count()
+    named = dict(stage.modules)
+    named.update({n: m for n, m in vars(stage).items() if isinstance(m, torch.nn.Module) and m not in named.values()})
+    for name, module in named.items():  # children too: an autoencoder's encode() skips its own forward()
+        for part in (module, *module.children()):
+            part.register_forward_pre_hook(lambda *_, name=name: counter.where.append(f"{name} forward"))
+            part.register_forward_hook(lambda *_: None if counter.where.pop() else None)  # must return None
+    prepared = stage.prepare(0)
+    if prepared.answers:
+        stage.text.tokenizer.provide(prepared.answers)
+    with counter:
+        loss = stage.loss(0, prepared, run.generator(stage_name, 0))
+        counter.where.append("backward")
+        loss.backward()
+    return dict(counter.counts)
+
+
 def train_rate(stage: str, batch: int, workers: int, steps: int, device: str, compiled: bool) -> float:
     """Pictures per second over the second half of ``steps`` training steps."""
     with tempfile.TemporaryDirectory() as work:
@@ -67,7 +106,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--compile", default="off", help="off, on, or off,on: train with torch.compile's denoiser")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--ops", action="store_true", help="only count one step's operations per module (CPU)")
     args = p.parse_args()
+    if args.ops:
+        with tempfile.TemporaryDirectory() as work:
+            train.import_exports(MODELS, train.Run(work=Path(work), arch=A.FULL, device=torch.device("cpu")))
+            print("| stage | batch | where | aten operations |\n| --- | ---: | --- | ---: |")
+            for stage in args.stages.split(","):
+                counts = op_counts(stage, int(args.batches.split(",")[0]), Path(work))
+                for where, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+                    print(f"| {stage} | {args.batches.split(',')[0]} | {where} | {n} |")
+                print(f"| {stage} | | all | {sum(counts.values())} |", flush=True)
+        return
     stages = args.stages.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
