@@ -25,6 +25,7 @@ from .shortcuts import ShortcutsDialog
 from .viewer import ImageViewer, to_pixmap
 
 INT32 = 2**31 - 1
+EXAMPLES = Path(__file__).resolve().parent.parent / "workflows"  # the example workflows of a source checkout
 SLIDER_SPAN = 1000  # parameters whose range is at most this wide get a slider beside their spin box
 
 
@@ -196,6 +197,8 @@ class MainWindow(QMainWindow):
         action(files, "Open…", QKeySequence.Open, self.choose_file)
         self.recent_menu = files.addMenu("Open Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.examples_menu = files.addMenu("Open Example")
+        self.examples_menu.aboutToShow.connect(self._fill_examples)
         action(files, "Save", QKeySequence.Save, self.save_file)
         action(files, "Save As…", QKeySequence.SaveAs, self.save_file_as)
         action(files, "Quit", "Ctrl+Q" if QKeySequence(QKeySequence.Quit).isEmpty() else QKeySequence.Quit, self.close)
@@ -246,6 +249,7 @@ class MainWindow(QMainWindow):
         self.scene.selectionChanged.connect(self._show_selection, Qt.UniqueConnection)
         self.scene.rename_group.connect(self.rename_group, Qt.UniqueConnection)
         self.path, self.saved_text = path, workflow.dumps()
+        self.example = None  # the example's name while an untitled copy of one is open
         self._snapshot = self.saved_text
         self.undo_stack.clear()
         self._offer_recovery()
@@ -358,7 +362,7 @@ class MainWindow(QMainWindow):
         return self.workflow.dumps() != self.saved_text
 
     def _update_title(self) -> None:
-        name = self.path.name if self.path else "untitled"
+        name = self.path.name if self.path else f"{self.example} (example)" if self.example else "untitled"
         self.setWindowTitle(f"{name}{' *' if self.modified() else ''} — nodegraph")
 
     def _warn(self, text: str) -> None:
@@ -722,6 +726,29 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, p=path: self._may_discard() and self.open_file(p))
         self.recent_menu.addSeparator()
         self.recent_menu.addAction("Clear list", self.prefs.clear_recent)
+
+    def _fill_examples(self) -> None:
+        self.examples_menu.clear()
+        found = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
+        for path in found:
+            act = self.examples_menu.addAction(path.stem)
+            act.triggered.connect(lambda _=False, p=path: self._may_discard() and self.open_example(p))
+        if not found:
+            self.examples_menu.addAction(f"no examples in {EXAMPLES}").setEnabled(False)
+
+    def open_example(self, path: str | Path) -> bool:
+        """Open an example as a new, untitled workflow: its inputs still load from beside the example, and
+        Save asks where to keep the copy (rewriting those paths) instead of changing the example itself."""
+        try:
+            workflow = nodegraph.load(path, strict=False)
+        except nodegraph.NodegraphError as e:
+            self._warn(str(e))
+            return False
+        self._set_workflow(workflow, None)
+        self.example = Path(path).stem
+        self._update_title()
+        self.statusBar().showMessage(f"example {self.example}: Run it, change it, Save As to keep your copy")
+        return True
 
     def _new_engine(self) -> nodegraph.Engine:
         return nodegraph.Engine(device=self.prefs.device(), cache_bytes=int(self.prefs.cache_gib() * 1024**3))

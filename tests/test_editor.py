@@ -185,6 +185,24 @@ def test_save_as_into_another_folder_keeps_the_input_picture(qtbot, window, tmp_
     assert result.status == "ok", window.log.toPlainText()
 
 
+def test_file_menu_opens_an_example_as_an_untitled_copy_that_runs(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    window._fill_examples()
+    names = [a.text() for a in window.examples_menu.actions()]
+    assert {"txt2img", "image-ops", "sana-dcae"} <= set(names)
+    next(a for a in window.examples_menu.actions() if a.text() == "image-ops").trigger()
+    assert window.path is None and "load" in window.workflow.nodes
+    assert window.windowTitle().startswith("image-ops (example)")
+    assert run(qtbot, window).status == "ok", window.log.toPlainText()  # assets/sample.png found beside it
+    target = tmp_path / "mine.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    assert window.save_file() and window.path == target and window.windowTitle().startswith("mine.json")
+    assert open(EXAMPLE, "rb").read() != target.read_bytes()  # the copy's Load Image path reaches the asset
+    assert nodegraph.Engine(device="cpu").run(nodegraph.load(target), targets=["load"],
+                                              output_dir=tmp_path / "out").status == "ok"
+
+
 def test_select_all_then_cut_empties_the_graph_and_paste_brings_it_back(qtbot, window):
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
