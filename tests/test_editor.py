@@ -203,6 +203,15 @@ def test_file_menu_opens_an_example_as_an_untitled_copy_that_runs(qtbot, window,
                                               output_dir=tmp_path / "out").status == "ok"
 
 
+def test_without_example_workflows_the_menu_says_where_it_looked(window, tmp_path, monkeypatch):
+    import gui.window
+
+    monkeypatch.setattr(gui.window, "EXAMPLES", tmp_path / "workflows")  # a wheel install has none
+    window._fill_examples()
+    [only] = window.examples_menu.actions()
+    assert not only.isEnabled() and str(tmp_path / "workflows") in only.text()
+
+
 def test_select_all_then_cut_empties_the_graph_and_paste_brings_it_back(qtbot, window):
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
