@@ -81,6 +81,7 @@ def rebase(workflow: Workflow, new_dir: str | os.PathLike) -> list[str]:
     old_dir, workflow.base_dir = workflow.base_dir, new_dir
     if old_dir is None or Path(old_dir).resolve() == new_dir:
         return []
+    old_dir = Path(old_dir)
     changed = []
     for node in workflow.nodes.values():
         spec = workflow.registry.get(node.type)
@@ -89,9 +90,9 @@ def rebase(workflow: Workflow, new_dir: str | os.PathLike) -> list[str]:
             if param.hint not in PATH_HINTS or not isinstance(value, str) or not value.strip():
                 continue
             path = Path(value).expanduser()
-            if path.is_absolute() or not (Path(old_dir) / path).exists():
+            if path.is_absolute() or not (old_dir / path).exists():
                 continue
-            target = (Path(old_dir) / path).resolve()
+            target = (old_dir / path).resolve()
             try:
                 moved = Path(os.path.relpath(target, new_dir)).as_posix()
             except ValueError:  # another drive: only an absolute path reaches it

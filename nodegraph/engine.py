@@ -99,11 +99,6 @@ class Context:
     def output_dir(self) -> Path:
         return self._run.output_dir
 
-    @property
-    def workflow_text(self) -> str:
-        """The workflow's canonical JSON, for embedding in saved images."""
-        return self._run.workflow_text()
-
     def workflow_text_for(self, folder: str | Path) -> str:
         """The workflow's JSON for a file written into ``folder`` (a PNG that carries it): relative input
         paths rewritten to reach the same files from there, so the PNG reopens and runs where it lies."""
@@ -160,7 +155,7 @@ class _Run:
         self.output_dir = output_dir
         self.base_dir = workflow.base_dir
         self._workflow = workflow
-        self._texts: dict[Path | None, str] = {}
+        self._texts: dict[Path, str] = {}  # per folder files carrying the workflow are written into
         self._on_event = on_event
         self.listening = on_event is not None
         self.cancelled = _cancel_check(cancel)
@@ -169,7 +164,7 @@ class _Run:
         if self._on_event is not None:
             self._on_event(event)
 
-    def workflow_text(self, folder: Path | None = None) -> str:
+    def workflow_text(self, folder: Path) -> str:
         if folder not in self._texts:
             self._texts[folder] = embedded_text(self._workflow, folder)
         return self._texts[folder]
