@@ -76,15 +76,16 @@ class Snapshot(QUndoCommand):
     def __init__(self, window: "MainWindow", before: str, after: str):
         super().__init__("edit")
         self.window, self.before, self.after, self.first = window, before, after, True
+        self.base_dir = window.workflow.base_dir  # what the documents' relative paths are relative to
 
     def redo(self) -> None:
         if self.first:  # the edit is already done when the command is pushed
             self.first = False
             return
-        self.window._restore(self.after)
+        self.window._restore(self.after, self.base_dir)
 
     def undo(self) -> None:
-        self.window._restore(self.before)
+        self.window._restore(self.before, self.base_dir)
 
 
 AUTOSAVE_MS = 30_000
@@ -313,7 +314,7 @@ class MainWindow(QMainWindow):
         moved = nodegraph.rebase(self.workflow, self.path.parent)  # relative input paths keep their files
         if moved:
             self.scene.rebuild()
-            self._snapshot = self.workflow.dumps()  # not an edit to undo: undoing it would break the paths
+            self._snapshot = self.workflow.dumps()  # not an edit to undo: undo rebases older states too
             self.log.appendPlainText(f"paths made relative to {self.path.parent}: {', '.join(moved)}")
         if not self.save_file():
             return False
@@ -540,10 +541,13 @@ class MainWindow(QMainWindow):
             return
         self._start(None)
 
-    def _restore(self, text: str) -> None:
-        """Put the workflow back as ``text`` describes it (undo / redo)."""
+    def _restore(self, text: str, base_dir: Path | None) -> None:
+        """Put the workflow back as ``text`` describes it (undo / redo). Its relative paths were written
+        for ``base_dir``; since then Save As may have moved the workflow, so they are rebased to where it is."""
         workflow = nodegraph.loads(text, strict=False)
-        workflow.base_dir = self.workflow.base_dir
+        workflow.base_dir = base_dir
+        if self.workflow.base_dir is not None:
+            nodegraph.rebase(workflow, self.workflow.base_dir)
         self.scene.workflow = workflow
         self.scene.rebuild()
         self._snapshot = text

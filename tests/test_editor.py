@@ -185,6 +185,23 @@ def test_save_as_into_another_folder_keeps_the_input_picture(qtbot, window, tmp_
     assert result.status == "ok", window.log.toPlainText()
 
 
+def test_undo_after_save_as_elsewhere_keeps_the_input_picture(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    window.open_file(EXAMPLE)
+    window.set_param("contrast", "factor", 1.5)  # an edit made before the workflow moves
+    target = tmp_path / "elsewhere" / "mine.json"
+    target.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    assert window.save_file_as()
+    window.undo_stack.undo()
+    assert window.workflow.nodes["contrast"].params["factor"] == 1.15
+    assert run(qtbot, window).status == "ok", window.log.toPlainText()  # assets/sample.png still found
+    window.undo_stack.redo()
+    assert window.workflow.nodes["contrast"].params["factor"] == 1.5
+    assert run(qtbot, window).status == "ok", window.log.toPlainText()
+
+
 def test_file_menu_opens_an_example_as_an_untitled_copy_that_runs(qtbot, window, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
