@@ -550,7 +550,7 @@ class MainWindow(QMainWindow):
             nodegraph.rebase(workflow, self.workflow.base_dir)
         self.scene.workflow = workflow
         self.scene.rebuild()
-        self._snapshot = text
+        self._snapshot = workflow.dumps()  # as rebased: the next edit's "before" is relative to base_dir now
         self._update_title()
         self._mark_dirty()
         self._show_selection()

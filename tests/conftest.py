@@ -22,7 +22,8 @@ CALLS: dict[str, int] = {}
 
 def moved_copy_of(reopened: nodegraph.Workflow, original: nodegraph.Workflow) -> list[str]:
     """``reopened`` (read from a file in another folder) is ``original`` except for relative paths that
-    reach the same files from its folder; returns the "node.param" whose text changed."""
+    reach the same files from its folder; returns the "node.param" whose text changed (and sets those back
+    in ``reopened`` to compare everything else)."""
     moved = []
     for node_id, item in original.nodes.items():
         for name, value in item.params.items():

@@ -171,28 +171,29 @@ def test_copy_paste_goes_through_the_clipboard_as_workflow_json(qtbot, window):
     assert set(window.workflow.nodes) == before
 
 
-def test_save_as_into_another_folder_keeps_the_input_picture(qtbot, window, tmp_path, monkeypatch):
+@pytest.fixture
+def save_as_target(tmp_path, monkeypatch):
+    """The file the Save dialog answers with: elsewhere/mine.json, a folder away from the examples."""
     from PySide6.QtWidgets import QFileDialog
 
-    window.open_file(EXAMPLE)  # its Load Image reads "assets/sample.png" beside the example
     target = tmp_path / "elsewhere" / "mine.json"
     target.parent.mkdir()
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    return target
+
+
+def test_save_as_into_another_folder_keeps_the_input_picture(qtbot, window, save_as_target):
+    window.open_file(EXAMPLE)  # its Load Image reads "assets/sample.png" beside the example
     assert window.save_file_as() and not window.modified()
     assert "paths made relative to" in window.log.toPlainText()
-    window.open_file(target)
+    window.open_file(save_as_target)
     result = run(qtbot, window)
     assert result.status == "ok", window.log.toPlainText()
 
 
-def test_undo_after_save_as_elsewhere_keeps_the_input_picture(qtbot, window, tmp_path, monkeypatch):
-    from PySide6.QtWidgets import QFileDialog
-
+def test_undo_after_save_as_elsewhere_keeps_the_input_picture(qtbot, window, save_as_target):
     window.open_file(EXAMPLE)
     window.set_param("contrast", "factor", 1.5)  # an edit made before the workflow moves
-    target = tmp_path / "elsewhere" / "mine.json"
-    target.parent.mkdir()
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     assert window.save_file_as()
     window.undo_stack.undo()
     assert window.workflow.nodes["contrast"].params["factor"] == 1.15
@@ -200,11 +201,14 @@ def test_undo_after_save_as_elsewhere_keeps_the_input_picture(qtbot, window, tmp
     window.undo_stack.redo()
     assert window.workflow.nodes["contrast"].params["factor"] == 1.5
     assert run(qtbot, window).status == "ok", window.log.toPlainText()
+    window.undo_stack.undo()
+    window.set_param("contrast", "factor", 2.0)  # an edit after the undo, undone in turn
+    window.undo_stack.undo()
+    assert window.workflow.nodes["contrast"].params["factor"] == 1.15
+    assert run(qtbot, window).status == "ok", window.log.toPlainText()
 
 
-def test_file_menu_opens_an_example_as_an_untitled_copy_that_runs(qtbot, window, tmp_path, monkeypatch):
-    from PySide6.QtWidgets import QFileDialog
-
+def test_file_menu_opens_an_example_as_an_untitled_copy_that_runs(qtbot, window, tmp_path, save_as_target):
     window._fill_examples()
     names = [a.text() for a in window.examples_menu.actions()]
     assert {"txt2img", "image-ops", "sana-dcae"} <= set(names)
@@ -212,11 +216,9 @@ def test_file_menu_opens_an_example_as_an_untitled_copy_that_runs(qtbot, window,
     assert window.path is None and "load" in window.workflow.nodes
     assert window.windowTitle().startswith("image-ops (example)")
     assert run(qtbot, window).status == "ok", window.log.toPlainText()  # assets/sample.png found beside it
-    target = tmp_path / "mine.json"
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
-    assert window.save_file() and window.path == target and window.windowTitle().startswith("mine.json")
-    assert open(EXAMPLE, "rb").read() != target.read_bytes()  # the copy's Load Image path reaches the asset
-    assert nodegraph.Engine(device="cpu").run(nodegraph.load(target), targets=["load"],
+    assert window.save_file() and window.path == save_as_target and window.windowTitle().startswith("mine.json")
+    assert open(EXAMPLE, "rb").read() != save_as_target.read_bytes()  # its Load Image path reaches the asset
+    assert nodegraph.Engine(device="cpu").run(nodegraph.load(save_as_target), targets=["load"],
                                               output_dir=tmp_path / "out").status == "ok"
 
 
