@@ -1,4 +1,4 @@
-"""The command line: ``nodegraph run | batch | validate | nodes | edit``, all through the public API.
+"""The command line: ``nodegraph run | batch | validate | import | nodes | edit``, all through the public API.
 
 Exit codes: 0 success, 1 a problem with the input (workflow, parameter, file,
 a node that failed), 2 a usage error, 130 cancelled. User mistakes print one
@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("workflow")
     val.add_argument("--json", action="store_true")
     val.set_defaults(func=_cmd_validate)
+
+    imp = sub.add_parser("import", help="convert a ComfyUI workflow (API or UI format, or a PNG it wrote)")
+    imp.add_argument("file", help="a ComfyUI workflow .json, or a PNG ComfyUI saved")
+    imp.add_argument("-o", "--output", metavar="OUT.json",
+                     help="where to write our workflow (default: FILE's name with .nodegraph.json, beside it)")
+    imp.add_argument("--json", action="store_true", help="print the import report as JSON on stdout")
+    imp.add_argument("--strict", action="store_true", help="exit 1 when any node could not be converted")
+    imp.set_defaults(func=_cmd_import)
 
     edit = sub.add_parser("edit", help="open the editor (needs the gui extra: pip install 'nodegraph[gui]')")
     edit.add_argument("workflow", nargs="?", help="a workflow .json or a PNG this program saved")
@@ -259,6 +267,41 @@ def _cmd_validate(args) -> int:
     else:
         print(f"{args.workflow}: ok ({len(workflow.nodes)} nodes, {len(workflow.links)} links)")
     return 1 if problems else 0
+
+
+def _cmd_import(args) -> int:
+    import nodegraph
+
+    try:
+        workflow = nodegraph.load(args.file, strict=False)
+    except nodegraph.NodegraphError as e:
+        _err(str(e))
+        return 1
+    report = workflow.imported
+    if report is None:
+        _err(f"{args.file} is not a ComfyUI workflow (it is already one of ours: run or edit it as it is)")
+        return 1
+    source = Path(args.file)
+    output = Path(args.output) if args.output else source.with_name(source.stem + ".nodegraph.json")
+    try:
+        nodegraph.save(workflow, output)
+    except OSError as e:
+        _err(f"cannot write {output}: {e.strerror or e}")
+        return 1
+    if args.json:
+        print(json.dumps(report.to_json(str(output)), indent=2))
+    else:
+        print(f"{args.file}: {report.mapped} of {report.nodes} ComfyUI nodes converted; wrote {output}",
+              file=sys.stderr)
+        for item in report.unmapped:
+            print(f"  not converted: node {item['id']} ({item['class_type']}): {item['why']}", file=sys.stderr)
+        for note in report.notes:
+            print(f"  note: {note}", file=sys.stderr)
+        unmapped = {u["id"] for u in report.unmapped}
+        for problem in workflow.problems:
+            if problem.node not in unmapped:
+                print(f"  problem: {problem}", file=sys.stderr)
+    return 1 if args.strict and report.unmapped else 0
 
 
 def _cmd_edit(args) -> int:

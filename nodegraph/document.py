@@ -44,14 +44,29 @@ def load(path: str | os.PathLike, registry: Registry | None = None, strict: bool
         raise WorkflowFileError(f"{path}: no such file") from None
     except OSError as e:
         raise WorkflowFileError(f"{path}: cannot read ({e.strerror or e})") from None
-    text = _workflow_text_from_png(path) if data.startswith(PNG_MAGIC) else _decode(data, path)
-    workflow = loads(text, registry=registry, source=str(path), strict=strict)
+    if data.startswith(PNG_MAGIC):
+        doc = _document_from_png(path)
+    else:
+        doc = _parse_json(_decode(data, path), str(path))
+    workflow = from_document(doc, registry=registry, source=str(path), strict=strict)
     workflow.base_dir = path.resolve().parent
     return workflow
 
 
 def loads(text: str, registry: Registry | None = None, source: str = "<workflow>", strict: bool = True) -> Workflow:
-    doc = _parse_json(text, source)
+    """A workflow from JSON text: ours, or a ComfyUI workflow (converted; see :func:`from_document`)."""
+    return from_document(_parse_json(text, source), registry, source, strict)
+
+
+def from_document(doc: dict, registry: Registry | None = None, source: str = "<workflow>",
+                  strict: bool = True) -> Workflow:
+    """A workflow from a parsed document. A ComfyUI workflow is converted first; ``workflow.imported``
+    then holds the import report (what mapped, what did not and why), else it is None."""
+    from . import comfy
+
+    report = None
+    if comfy.kind(doc):
+        doc, report = comfy.import_document(doc, source)
     try:
         doc = upgrade(doc)
     except WorkflowFileError as e:
@@ -59,6 +74,7 @@ def loads(text: str, registry: Registry | None = None, source: str = "<workflow>
     workflow, problems = from_dict(doc, registry)
     problems += validate(workflow)
     workflow.problems = problems
+    workflow.imported = report
     if strict and problems:
         raise WorkflowInvalid(problems, source)
     return workflow
@@ -120,17 +136,26 @@ def _decode(data: bytes, path: Path) -> str:
         raise WorkflowFileError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
-def _workflow_text_from_png(path: Path) -> str:
+def _document_from_png(path: Path) -> dict:
+    """The workflow a PNG carries: ours (the ``workflow`` chunk Save Image writes), or ComfyUI's
+    (its ``workflow`` and ``prompt`` chunks)."""
     from PIL import Image
+
+    from . import comfy
 
     try:
         with Image.open(path) as im:  # reads the chunks before the pixels; pixels are never decoded
-            text = im.info.get(PNG_KEY)
+            info = {k: v for k, v in im.info.items() if isinstance(v, str)}
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise WorkflowFileError(f"{path}: unreadable PNG ({e})") from None
-    if not isinstance(text, str):
+    if PNG_KEY in info:
+        doc = _parse_json(info[PNG_KEY], str(path))
+        if doc.get("format") or not comfy.kind(doc):
+            return doc
+    doc = comfy.loads_png_chunks(info)
+    if doc is None:
         raise WorkflowFileError(f"{path}: this PNG has no embedded workflow")
-    return text
+    return doc
 
 
 def _reject_constant(name: str):

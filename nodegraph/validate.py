@@ -15,7 +15,7 @@ def validate(workflow) -> list[Problem]:
     for node in workflow.nodes.values():
         node_type = registry.get(node.type)
         if node_type is None:
-            problems.append(Problem(f"unknown node type {node.type!r}", node.id))
+            problems.append(Problem(_unknown_type(node), node.id))
             continue
         if node.version != node_type.version:
             problems.append(
@@ -69,6 +69,14 @@ def validate(workflow) -> list[Problem]:
             if node_id not in workflow.nodes:
                 problems.append(Problem(f"group {group.id!r} lists missing node {node_id!r}", node_id))
     return problems
+
+
+def _unknown_type(node) -> str:
+    """A placeholder left by a ComfyUI import says which class it stands for and why it did not convert."""
+    if node.type.startswith("comfyui:"):
+        why = node.params.get("why") if isinstance(node.params.get("why"), str) else "no counterpart here"
+        return f"ComfyUI node {node.type[len('comfyui:'):]!r} was not converted: {why}"
+    return f"unknown node type {node.type!r}"
 
 
 def link_issue(registry, src, output: str, dst, input: str) -> tuple[str, str, str] | None:

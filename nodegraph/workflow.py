@@ -88,6 +88,7 @@ class Workflow:
         self.revision = 0  # bumped by every change
         self.structure_revision = 0  # bumped by changes to nodes, links or modes (what the plan depends on)
         self.problems: list = []  # set by load(strict=False)
+        self.imported = None  # the ComfyUI import report, for a workflow converted from a ComfyUI file
 
     # ----- reading -------------------------------------------------------------------------
     def node(self, node_id: str) -> Node:

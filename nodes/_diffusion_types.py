@@ -96,6 +96,7 @@ class Conditioning:
     prompt: str = ""
     controls: tuple[Control, ...] = ()
     ip_adapters: tuple[IpAdapter, ...] = ()
+    guidance: float | None = None  # a guidance-distilled model's scale (Flux), set by Flux Guidance; else cfg
 
 
 @dataclass(eq=False)

@@ -123,7 +123,8 @@ class StableDiffusion(Family):
     def encode(self, te, prompt, negative, device):
         pipe = _text_pipeline(self.pipeline, te, safety_checker=None, feature_extractor=None,
                               requires_safety_checker=False)
-        positive, negative_embeds = pipe.encode_prompt(prompt, device, 1, True, negative_prompt=negative or None)
+        positive, negative_embeds = pipe.encode_prompt(prompt, device, 1, True, negative_prompt=negative or None,
+                                                       clip_skip=te.options.get("clip_skip"))
         return Conditioning(self.id, {"prompt_embeds": positive}, {"prompt_embeds": negative_embeds}, prompt)
 
     def check(self, model, cond):
@@ -176,7 +177,7 @@ class StableDiffusionXL(StableDiffusion):
                               force_zeros_for_empty_prompt=te.options.get("force_zeros_for_empty_prompt", True))
         embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
             prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
-            negative_prompt=negative or None)
+            negative_prompt=negative or None, clip_skip=te.options.get("clip_skip"))
         return Conditioning(self.id, {"prompt_embeds": embeds, "text_embeds": pooled},
                             {"prompt_embeds": negative_embeds, "text_embeds": negative_pooled}, prompt)
 
@@ -198,7 +199,7 @@ class FlowMatching(Family):
     """What flow-matching transformers share: sigmas from 1 to 0, no input scaling, noise by interpolation."""
 
     flow = True
-    schedulers = ("default", "flow_euler")
+    schedulers = ("default", "flow_euler", "euler")
 
     def guided(self, model, cfg):
         return cfg > 1.0
@@ -241,7 +242,7 @@ class StableDiffusion3(FlowMatching):
         pipe = _text_pipeline(self.pipeline, te)
         embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
             prompt, None, None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
-            negative_prompt=negative or None)
+            negative_prompt=negative or None, clip_skip=te.options.get("clip_skip"))
         return Conditioning(self.id, {"prompt_embeds": embeds, "pooled_projections": pooled},
                             {"prompt_embeds": negative_embeds, "pooled_projections": negative_pooled}, prompt)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodegraph import Input, Output, Param, PortType as T, node
+from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
 from ._families import FAMILIES
 from .lora import activate
@@ -28,3 +28,88 @@ def text_condition(ctx, text_encoder, prompt, negative):
             activate(module, text_encoder.loras)
     with torch.inference_mode():
         return {"conditioning": FAMILIES[text_encoder.family].encode(text_encoder, prompt, negative, ctx.device)}
+
+
+@node(
+    "cond.clip_skip",
+    title="CLIP Skip",
+    category="generate/conditioning",
+    inputs=[Input("text_encoder", T.TEXT_ENCODER)],
+    params=[Param("skip", T.INT, 1, min=0, max=23,
+                  description="CLIP layers to leave out from the end: 0 uses the last layer, 1 the one before it "
+                              "(ComfyUI's CLIP Set Last Layer -2)")],
+    outputs=[Output("text_encoder", T.TEXT_ENCODER)],
+)
+def clip_skip(ctx, text_encoder, skip):
+    """Encode prompts from an earlier CLIP layer, as many SD 1.x fine-tunes expect (diffusers' clip_skip)."""
+    import dataclasses
+
+    if text_encoder.family not in ("sd", "sdxl", "sd3"):
+        raise NodeUserError(f"CLIP Skip works on SD 1.x/2.x, SDXL and SD3 text encoders, not {text_encoder.family}")
+    return {"text_encoder": dataclasses.replace(text_encoder,
+                                                options={**text_encoder.options, "clip_skip": skip or None})}
+
+
+@node(
+    "cond.zero_out",
+    title="Zero Conditioning",
+    category="generate/conditioning",
+    inputs=[Input("conditioning", T.CONDITIONING)],
+    outputs=[Output("conditioning", T.CONDITIONING)],
+)
+def zero_out(ctx, conditioning):
+    """All-zero prompt embeddings: the negative SD3 and Flux workflows use instead of an empty prompt."""
+    import dataclasses
+
+    import torch
+
+    zeros = {k: torch.zeros_like(v) for k, v in conditioning.positive.items()}
+    return {"conditioning": dataclasses.replace(conditioning, positive=zeros, negative=dict(zeros), prompt="")}
+
+
+@node(
+    "cond.combine",
+    title="Combine Conditioning",
+    category="generate/conditioning",
+    inputs=[Input("a", T.CONDITIONING), Input("b", T.CONDITIONING)],
+    params=[Param("weight", T.FLOAT, 0.5, min=0.0, max=1.0, step=0.05, description="0: only a, 1: only b")],
+    outputs=[Output("conditioning", T.CONDITIONING)],
+)
+def combine(ctx, a, b, weight):
+    """Mix two prompts' embeddings (weighted mean); ControlNets and IP-Adapters of both are kept, a's first."""
+    import dataclasses
+
+    if a.family != b.family:
+        raise NodeUserError(f"cannot combine {a.family} conditioning with {b.family} conditioning")
+
+    def mix(x: dict, y: dict) -> dict:
+        out = {}
+        for name, tensor in x.items():
+            other = y[name].to(tensor.device, tensor.dtype)
+            if other.shape != tensor.shape:
+                raise NodeUserError(f"the two conditionings differ in shape for {name!r}: "
+                                    f"{tuple(tensor.shape)} and {tuple(other.shape)} (prompts of different lengths)")
+            out[name] = tensor * (1 - weight) + other * weight
+        return out
+
+    return {"conditioning": dataclasses.replace(
+        a, positive=mix(a.positive, b.positive), negative=mix(a.negative, b.negative),
+        prompt=f"{a.prompt} | {b.prompt}", controls=a.controls + b.controls, ip_adapters=a.ip_adapters + b.ip_adapters,
+        guidance=a.guidance if a.guidance is not None else b.guidance)}
+
+
+@node(
+    "cond.guidance",
+    title="Flux Guidance",
+    category="generate/conditioning",
+    inputs=[Input("conditioning", T.CONDITIONING)],
+    params=[Param("guidance", T.FLOAT, 3.5, min=0.0, max=100.0, step=0.1,
+                  description="the guidance scale a guidance-distilled model (Flux dev) is given; the Sampler's cfg "
+                              "is used when this node is absent")],
+    outputs=[Output("conditioning", T.CONDITIONING)],
+)
+def guidance(ctx, conditioning, guidance):
+    """Set the embedded guidance scale of a Flux model, leaving the Sampler's cfg for true guidance."""
+    import dataclasses
+
+    return {"conditioning": dataclasses.replace(conditioning, guidance=guidance)}

@@ -56,7 +56,7 @@ def load_controlnet(ctx, model, dtype):
         Input("vae", T.VAE, optional=True, description="SD3 and Flux ControlNets: the model's VAE"),
     ],
     params=[
-        Param("strength", T.FLOAT, 1.0, min=0.0, max=2.0, step=0.05),
+        Param("strength", T.FLOAT, 1.0, min=0.0, max=10.0, step=0.05),
         Param("start", T.FLOAT, 0.0, min=0.0, max=1.0, step=0.01, description="fraction of the steps where it begins"),
         Param("end", T.FLOAT, 1.0, min=0.0, max=1.0, step=0.01, description="fraction of the steps where it stops"),
     ],

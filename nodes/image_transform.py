@@ -91,6 +91,25 @@ def resize(ctx, image, width, height, mode, resample):
 
 
 @node(
+    "image.scale",
+    title="Scale",
+    category="image/transform",
+    inputs=[Input("image", T.IMAGE)],
+    outputs=[Output("image", T.IMAGE)],
+    params=[
+        Param("factor", T.FLOAT, 2.0, min=0.01, max=8.0, step=0.05, description="both sides times this"),
+        Param("resample", T.ENUM, "lanczos", choices=tuple(RESAMPLE)),
+    ],
+)
+def scale(ctx, image, factor, resample):
+    """Scale the picture by a factor, keeping its aspect (sides rounded to whole pixels)."""
+    width, height = max(1, round(image.shape[-1] * factor)), max(1, round(image.shape[-2] * factor))
+    if max(width, height) > MAX_SIDE:
+        raise NodeUserError(f"{size_of(image)} times {factor} is {width}x{height}, over the {MAX_SIDE} pixel limit")
+    return {"image": map_pil(image, lambda im: im.resize((width, height), RESAMPLE[resample]))}
+
+
+@node(
     "image.rotate",
     title="Rotate",
     category="image/transform",

@@ -145,3 +145,80 @@ def inpaint_encode(ctx, vae, image, mask, tiled, tile_size):
     small = F.interpolate(mask.float(), size=samples.shape[-2:]).to(samples.dtype)
     meta = {"pixel_size": tuple(image.shape[-2:])}
     return {"latent": Latent(samples, vae.latent_channels, small, masked, image, mask, meta)}
+
+
+@node(
+    "latent.set_mask",
+    title="Set Latent Mask",
+    category="generate/latent",
+    inputs=[Input("latent", T.LATENT), Input("mask", T.MASK, description="1 where the Sampler may change the picture")],
+    outputs=[Output("latent", T.LATENT)],
+)
+def set_mask(ctx, latent, mask):
+    """Limit sampling to the masked area: outside it the Sampler keeps the input latent (ComfyUI's noise mask)."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    small = F.interpolate(mask.float().to(latent.samples.device), size=latent.samples.shape[-2:], mode="bilinear")
+    return {"latent": dataclasses.replace(latent, mask=small.to(latent.samples.dtype), masked=None,
+                                          source_image=None, source_mask=None, meta=dict(latent.meta))}
+
+
+LATENT_METHODS = {"nearest": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area"}
+
+
+def _resized(latent, height: int, width: int, method: str):
+    """The latent interpolated to (height, width) latent pixels; a mask goes along, inpainting pixels do not."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    mode = LATENT_METHODS[method]
+    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    samples = F.interpolate(latent.samples.float(), size=(height, width), mode=mode, **kwargs)
+    mask = None
+    if latent.mask is not None:
+        mask = F.interpolate(latent.mask.float(), size=(height, width), mode="bilinear").to(latent.samples.dtype)
+    f = latent.meta.get("pixel_size", latent.samples.shape[-2:])[0] // latent.samples.shape[-2] or 8
+    meta = {k: v for k, v in latent.meta.items() if k != "empty"}
+    meta["pixel_size"] = (height * f, width * f)
+    return dataclasses.replace(latent, samples=samples.to(latent.samples.dtype), mask=mask, masked=None,
+                               source_image=None, source_mask=None, meta=meta)
+
+
+@node(
+    "latent.resize",
+    title="Resize Latent",
+    category="generate/latent",
+    inputs=[Input("latent", T.LATENT)],
+    params=[
+        Param("width", T.INT, 1024, min=8, max=MAX_SIDE, step=8, description="in pixels of the decoded picture"),
+        Param("height", T.INT, 1024, min=8, max=MAX_SIDE, step=8),
+        Param("method", T.ENUM, "nearest", choices=tuple(LATENT_METHODS)),
+    ],
+    outputs=[Output("latent", T.LATENT)],
+)
+def resize_latent(ctx, latent, width, height, method):
+    """Resize a latent for a second, higher-resolution pass (hires fix) without decoding it."""
+    f = latent.meta.get("pixel_size", (0,))[0] // latent.samples.shape[-2] or 8
+    if width % f or height % f:
+        raise NodeUserError(f"width and height must be multiples of {f} for this latent, got {width}x{height}")
+    return {"latent": _resized(latent, height // f, width // f, method)}
+
+
+@node(
+    "latent.scale",
+    title="Scale Latent",
+    category="generate/latent",
+    inputs=[Input("latent", T.LATENT)],
+    params=[
+        Param("factor", T.FLOAT, 1.5, min=0.05, max=8.0, step=0.05),
+        Param("method", T.ENUM, "nearest", choices=tuple(LATENT_METHODS)),
+    ],
+    outputs=[Output("latent", T.LATENT)],
+)
+def scale_latent(ctx, latent, factor, method):
+    """Scale a latent by a factor (sides rounded to whole latent pixels), for a hires pass."""
+    h, w = latent.samples.shape[-2:]
+    return {"latent": _resized(latent, max(1, round(h * factor)), max(1, round(w * factor)), method)}

@@ -41,6 +41,8 @@ def make_scheduler(name: str, model):
     if name not in family.schedulers:
         raise NodeUserError(f"scheduler {name!r} does not fit a {family.title} model; use one of "
                             f"{', '.join(family.schedulers)}")
+    if family.flow and name == "euler":
+        name = "flow_euler"  # Euler on a flow-matching model is the flow-matching Euler
     class_name, overrides = SCHEDULERS[name]
     class_name = class_name or model.scheduler_config["_class_name"]
     return getattr(diffusers, class_name).from_config(model.scheduler_config, **overrides)
@@ -88,6 +90,9 @@ def latent_preview(latents):
         Input("model", T.MODEL),
         Input("conditioning", T.CONDITIONING),
         Input("latent", T.LATENT, description="Empty Latent (txt2img), VAE Encode (img2img) or Inpaint Encode"),
+        Input("negative", T.CONDITIONING, optional=True,
+              description="a negative prompt as conditioning of its own (ComfyUI's way); when linked, its prompt "
+                          "replaces the negative of 'conditioning'"),
     ],
     params=[
         Param("seed", T.SEED, 0),
@@ -105,7 +110,8 @@ def latent_preview(latents):
     ],
     outputs=[Output("latent", T.LATENT)],
 )
-def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoise, start_step, end_step, compile):
+def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoise, start_step, end_step, compile,
+            negative=None):
     """Denoise a latent with a model and its conditioning, reporting progress and a preview every step."""
     import torch
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
@@ -113,6 +119,9 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
 
     family = FAMILIES[model.family]
     family.check(model, conditioning)
+    if negative is not None:
+        family.check(model, negative)
+        conditioning = dataclasses.replace(conditioning, negative=negative.positive)
     device, dtype = ctx.device, family.latent_dtype(model)
     end_step = steps if end_step == -1 else end_step
     if not 0 <= start_step < end_step <= steps:
@@ -152,7 +161,8 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
 
     guided = family.guided(model, cfg)
     embeds = _batch_embeds(*family.embeds(model, conditioning, latent), batch, guided, device)
-    embeds.update(family.extra_inputs(model, cfg, batch, device, dtype))
+    guidance = cfg if conditioning.guidance is None else conditioning.guidance
+    embeds.update(family.extra_inputs(model, guidance, batch, device, dtype))
     mask = masked = None
     if latent.mask is not None:
         mask = latent.mask.to(device=device, dtype=dtype)

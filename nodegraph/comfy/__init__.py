@@ -1,0 +1,17 @@
+"""ComfyUI interop at the door: its workflow files (API and UI formats, PNGs it wrote) become our
+documents with a report of what did not map, and ours go back out in its API format. Nothing past the
+door knows ComfyUI exists.
+"""
+
+from __future__ import annotations
+
+from .convert import PLACEHOLDER, Report, convert
+from .graph import kind, loads_png_chunks, read
+
+
+def import_document(doc: dict, source: str = "<workflow>") -> tuple[dict, Report]:
+    """A ComfyUI document (either format) -> our workflow document and the import report."""
+    return convert(read(doc, source))
+
+
+__all__ = ["PLACEHOLDER", "Report", "import_document", "kind", "loads_png_chunks"]

@@ -1,0 +1,298 @@
+"""A ComfyUI graph -> our workflow document, with a report of what did not map.
+
+Each ComfyUI node becomes one of our nodes (or two, for the few classes in ``table.BUILT``) under its
+own id, so a reader can find node 7 of the original as node 7 here. What cannot be converted stays in
+the document as a placeholder of type ``comfyui:<class>`` that keeps the original values and fails
+validation by name: nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..migrations import FORMAT, VERSION
+from .graph import CNode, ComfyGraph
+from .table import BUILT, PRIMITIVES, SEED_WIDGETS, TABLE, WIDGETS, Spec, name_widgets
+
+PLACEHOLDER = "comfyui:"  # placeholder node types are "comfyui:<ComfyUI class>"
+VAE_SOURCES = {"CheckpointLoaderSimple": 2, "VAELoader": 0}  # where a VAE comes from, by output slot
+SUFFIX_STEP = 140  # a second node made from one ComfyUI node sits this far below it
+
+
+@dataclass
+class Report:
+    """What an import did: ``nodes`` ComfyUI nodes read, ``mapped`` of them converted; each unmapped one
+    with its id, class and why; ``notes`` where the conversion is close but not exact."""
+
+    format: str
+    nodes: int = 0
+    mapped: int = 0
+    unmapped: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self, output: str | None = None) -> dict:
+        return {"format": self.format, "nodes": self.nodes, "mapped": self.mapped, "unmapped": self.unmapped,
+                "notes": self.notes, "output": output}
+
+
+def convert(graph: ComfyGraph) -> tuple[dict, Report]:
+    """Our workflow document (a dict ready for ``document.from_dict``) and the report."""
+    return _Converter(graph).run()
+
+
+def our_id(comfy_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", comfy_id)[:56] or "node"
+
+
+class _Converter:
+    def __init__(self, graph: ComfyGraph):
+        self.graph = graph
+        self.report = Report(graph.format, notes=list(graph.notes))
+        self.nodes: list[dict] = []
+        self.used_ids: set[str] = set()
+        self.outputs: dict[tuple[str, int], tuple] = {}  # (comfy id, slot) -> ("node", id, out) | ("pass", input)
+        self.feeds: list[tuple[str, str, str, str]] = []  # (our node, our port, comfy node, comfy input)
+        self.direct: list[tuple[str, str, str, int]] = []  # (our node, our port, comfy source, slot)
+        self.links: list[dict] = []
+        self.placeholders: set[str] = set()
+        self.consumers: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        for node in graph.nodes.values():
+            for name, (src, slot) in node.links.items():
+                self.consumers.setdefault((src, slot), []).append((node.id, name))
+
+    # ----- the pieces a class's conversion emits --------------------------------------------------------
+    def node(self, cnode: CNode, type_id: str, params: dict, suffix: str = "", row: int = 0) -> str:
+        base = our_id(cnode.id) + (f"-{suffix}" if suffix else "")
+        node_id, n = base, 2
+        while node_id in self.used_ids:
+            node_id, n = f"{base}_{n}", n + 1
+        self.used_ids.add(node_id)
+        x, y = cnode.position or (0, 0)
+        entry = {"id": node_id, "type": type_id, "version": 1, "mode": cnode.mode,
+                 "position": [x, y + row * SUFFIX_STEP], "params": params}
+        if cnode.title and not suffix and cnode.title != cnode.class_type:
+            entry["title"] = cnode.title
+        self.nodes.append(entry)
+        return node_id
+
+    def feed(self, cnode: CNode, comfy_input: str, node_id: str, port: str) -> None:
+        if comfy_input in cnode.links:
+            self.feeds.append((node_id, port, cnode.id, comfy_input))
+
+    def link(self, src: str, out: str, dst: str, port: str) -> None:
+        self.links.append({"from": f"{src}.{out}", "to": f"{dst}.{port}"})
+
+    def output(self, cnode: CNode, slot: int, node_id: str, out: str) -> None:
+        self.outputs[(cnode.id, slot)] = ("node", node_id, out)
+
+    def used(self, cnode: CNode, slot: int) -> bool:
+        return bool(self.consumers.get((cnode.id, slot)))
+
+    # ----- the whole graph -------------------------------------------------------------------------------
+    def run(self) -> tuple[dict, Report]:
+        for cnode in self.graph.nodes.values():
+            self.report.nodes += 1
+            notes: list[str] = []
+            try:
+                why = self.convert_one(cnode, notes)
+            except (TypeError, ValueError, KeyError) as e:  # a value of the wrong kind in the file
+                why = f"its values could not be read ({e})"
+            if why:
+                self.placeholder(cnode, why)
+            else:
+                self.report.mapped += 1
+            self.report.notes += [f"node {cnode.id} ({cnode.class_type}): {n}" for n in notes]
+        self.resolve_links()
+        doc = {"format": FORMAT, "version": VERSION,
+               "metadata": {"imported_from": f"ComfyUI ({self.graph.format} format)"},
+               "nodes": self.nodes, "links": self.links, "groups": self.groups()}
+        return doc, self.report
+
+    def values(self, cnode: CNode, order: tuple[str, ...]) -> dict:
+        named = name_widgets(order, cnode.widgets) if cnode.widgets is not None else {}
+        return {**named, **cnode.values}
+
+    def convert_one(self, cnode: CNode, notes: list) -> str | None:
+        """Emit our node(s) for one ComfyUI node; return why it cannot be converted, or None."""
+        if cnode.class_type in BUILT:
+            return getattr(self, "build_" + cnode.class_type)(cnode, self.values(cnode, WIDGETS.get(cnode.class_type, ())),
+                                                              notes)
+        spec = TABLE.get(cnode.class_type)
+        if spec is None:
+            return "no counterpart here yet"
+        values = self.values(cnode, spec.widgets)
+        self.build_spec(cnode, spec, values, notes)
+        return None
+
+    def build_spec(self, cnode: CNode, spec: Spec, values: dict, notes: list) -> str:
+        params = dict(spec.fixed)
+        for name, target in spec.params.items():
+            if name not in values:
+                continue
+            if isinstance(target, tuple):
+                params[target[0]] = target[1](values[name], notes)
+            else:
+                params[target] = values[name]
+        if spec.derive:
+            params.update(spec.derive(values, notes))
+        node_id = self.node(cnode, spec.type, params)
+        known = set(spec.inputs)
+        for comfy_input, port in spec.inputs.items():
+            self.feed(cnode, comfy_input, node_id, port)
+        for name, target in spec.params.items():
+            if name in cnode.links:
+                known.add(name)
+                if isinstance(target, tuple):
+                    notes.append(f"the linked widget {name!r} reaches {target[0]!r} unconverted")
+                self.feed(cnode, name, node_id, target[0] if isinstance(target, tuple) else target)
+        for name in sorted(set(cnode.links) - known):
+            notes.append(f"its linked input {name!r} has no counterpart here and was left unlinked")
+        for slot, out in enumerate(spec.outputs):
+            if out and out.startswith("="):
+                self.outputs[(cnode.id, slot)] = ("pass", out[1:])
+            elif out:
+                self.output(cnode, slot, node_id, out)
+        return node_id
+
+    def placeholder(self, cnode: CNode, why: str) -> None:
+        inputs = dict(cnode.values)
+        if cnode.widgets is not None:
+            inputs["widgets_values"] = cnode.widgets
+        node_id = self.node(cnode, PLACEHOLDER + cnode.class_type, {"inputs": inputs, "why": why})
+        self.placeholders.add(node_id)
+        for name in cnode.links:
+            self.feed(cnode, name, node_id, name)
+        for (src, slot) in self.consumers:
+            if src == cnode.id:
+                self.output(cnode, slot, node_id, f"output_{slot}")
+        self.report.unmapped.append({"id": cnode.id, "class_type": cnode.class_type, "why": why})
+
+    # ----- classes that take a line of code ----------------------------------------------------------------
+    def build_EmptyLatentImage(self, cnode, values, notes):
+        params = {k: values[k] for k in ("width", "height", "batch_size") if k in values}
+        node_id = self.node(cnode, "latent.empty", params)
+        vae = self.find_vae(cnode.id)
+        if vae is None:
+            notes.append("no VAE found downstream to size the latent: link one to its 'vae' input")
+        else:
+            self.direct.append((node_id, "vae", *vae))
+        self.output(cnode, 0, node_id, "latent")
+
+    build_EmptySD3LatentImage = build_EmptyLatentImage
+
+    def build_LoadImage(self, cnode, values, notes):
+        node_id = self.node(cnode, "image.load", {"path": str(values.get("image", ""))})
+        self.output(cnode, 0, node_id, "image")
+        if self.used(cnode, 1):  # ComfyUI's mask is 1 where the picture is transparent; ours is its alpha
+            inverted = self.node(cnode, "mask.invert", {}, suffix="mask", row=1)
+            self.link(node_id, "mask", inverted, "mask")
+            self.output(cnode, 1, inverted, "mask")
+
+    def build_LoadImageMask(self, cnode, values, notes):
+        node_id = self.node(cnode, "image.load", {"path": str(values.get("image", ""))})
+        channel = values.get("channel", "alpha")
+        if channel == "alpha":
+            mask = self.node(cnode, "mask.invert", {}, suffix="mask", row=1)
+            self.link(node_id, "mask", mask, "mask")
+        else:
+            mask = self.node(cnode, "mask.from_channel", {"channel": channel}, suffix="mask", row=1)
+            self.link(node_id, "image", mask, "image")
+        self.output(cnode, 0, mask, "mask")
+
+    def build_VAEEncodeForInpaint(self, cnode, values, notes):
+        grow = int(values.get("grow_mask_by", 6))
+        node_id = self.node(cnode, "latent.inpaint_encode", {})
+        self.feed(cnode, "vae", node_id, "vae")
+        self.feed(cnode, "pixels", node_id, "image")
+        if grow > 0:
+            grown = self.node(cnode, "mask.grow", {"pixels": grow}, suffix="grow", row=1)
+            self.feed(cnode, "mask", grown, "mask")
+            self.link(grown, "mask", node_id, "mask")
+            notes.append("the grown mask also decides which pixels are blanked (ComfyUI blanks by the original mask)")
+        else:
+            self.feed(cnode, "mask", node_id, "mask")
+        self.output(cnode, 0, node_id, "latent")
+
+    def build_ImageBlend(self, cnode, values, notes):
+        mode = values.get("blend_mode", "normal")
+        if mode != "normal":
+            return f"blend_mode {mode!r} has no counterpart here (only 'normal')"
+        node_id = self.node(cnode, "image.blend", {"factor": values.get("blend_factor", 0.5)})
+        self.feed(cnode, "image1", node_id, "image_a")
+        self.feed(cnode, "image2", node_id, "image_b")
+        self.output(cnode, 0, node_id, "image")
+
+    def build_PrimitiveNode(self, cnode, values, notes):
+        kind = cnode.outputs[0][1] if cnode.outputs else "*"
+        value = cnode.widgets[0] if cnode.widgets else None
+        if any(self.graph.nodes[t].class_type in TABLE and name in SEED_WIDGETS for t, name in cnode.targets):
+            type_id, out, param = "value.seed", "seed", "seed"
+        elif kind in PRIMITIVES:
+            type_id, out, param = PRIMITIVES[kind], "value", "value"
+        else:
+            return f"a primitive of type {kind!r} has no counterpart here"
+        node_id = self.node(cnode, type_id, {} if value is None else {param: value})
+        self.output(cnode, 0, node_id, out)
+
+    def build_Reroute(self, cnode, values, notes):  # only an unconnected Reroute is left to see here
+        return "an unconnected reroute"
+
+    def find_vae(self, start: str) -> tuple[str, int] | None:
+        """The VAE that decodes what grows from ``start`` (an Empty Latent needs one to know its size):
+        the first VAE Decode downstream, else the one VAE loaded in the graph."""
+        seen, queue = {start}, deque([start])
+        while queue:
+            here = queue.popleft()
+            for (src, _slot), users in self.consumers.items():
+                if src != here:
+                    continue
+                for user, _ in users:
+                    node = self.graph.nodes[user]
+                    if node.class_type in ("VAEDecode", "VAEDecodeTiled") and "vae" in node.links:
+                        return node.links["vae"]
+                    if user not in seen:
+                        seen.add(user)
+                        queue.append(user)
+        loaders = [(n.id, VAE_SOURCES[n.class_type]) for n in self.graph.nodes.values() if n.class_type in VAE_SOURCES]
+        vae_loaders = [l for l in loaders if self.graph.nodes[l[0]].class_type == "VAELoader"]
+        return (vae_loaders or loaders or [None])[0]
+
+    # ----- links and groups, once every node is there --------------------------------------------------------
+    def source(self, src: str, slot: int, depth: int = 0) -> tuple[str, str] | None:
+        found = self.outputs.get((src, slot))
+        if found is None or depth > 64:
+            return None
+        if found[0] == "pass":
+            feeder = self.graph.nodes[src].links.get(found[1])
+            return None if feeder is None else self.source(*feeder, depth + 1)
+        return found[1], found[2]
+
+    def resolve_links(self) -> None:
+        wanted = [(node, port, *self.graph.nodes[c].links[name], (c, name)) for node, port, c, name in self.feeds]
+        wanted += [(node, port, src, slot, None) for node, port, src, slot in self.direct]
+        for node_id, port, src, slot, via_key in wanted:
+            found = self.source(src, slot)
+            if found is None:
+                cls = self.graph.nodes[src].class_type
+                self.report.notes.append(f"node {node_id}: {port!r} was fed by output {slot} of node {src} ({cls}), "
+                                         f"which did not convert; left unlinked")
+                continue
+            entry = {"from": f"{found[0]}.{found[1]}", "to": f"{node_id}.{port}"}
+            route = self.graph.via.get(via_key) if via_key else None
+            if route:
+                entry["via"] = [list(p) for p in route[:64]]
+            self.links.append(entry)
+
+    def groups(self) -> list[dict]:
+        out = []
+        for n, group in enumerate(self.graph.groups, 1):
+            x, y, w, h = (float(v) for v in group["bounding"])
+            members = [e["id"] for e in self.nodes if x <= e["position"][0] <= x + w and y <= e["position"][1] <= y + h]
+            entry: dict[str, Any] = {"id": f"group{n}", "title": group["title"], "nodes": members}
+            if group["color"]:
+                entry["color"] = group["color"]
+            out.append(entry)
+        return out

@@ -1,0 +1,318 @@
+"""ComfyUI files read into one plain graph, whatever format they came in.
+
+ComfyUI writes a workflow two ways: the API format its server runs (node id -> ``class_type`` and
+``inputs`` by name, a link written ``["4", 1]``: node 4, output slot 1) and the UI format its editor
+saves (``nodes`` with positional ``widgets_values``, a ``links`` table of ``[id, from, slot, to, slot,
+type]`` rows or objects, groups, reroutes and subgraph definitions). Both become a :class:`ComfyGraph`:
+each node's links by input name, its layout, its widget values as found. Reroute nodes and native
+reroutes are followed (their positions become the link's route), subgraph instances are flattened into
+their inner nodes, and nothing here knows our own node types: naming the positional widget values is
+the mapping table's job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import WorkflowFileError
+
+MODES = {0: "active", 1: "active", 2: "muted", 3: "active", 4: "bypassed"}  # LiteGraph: always, on event, never, on trigger, bypass
+SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20  # the ids a subgraph's own links use for its input and output sides
+MAX_DEPTH = 16  # subgraphs nested deeper than this are refused (a definition that contains itself)
+LINK_SLOT = "@"  # marks a link source that is a subgraph instance's input, resolved to what feeds it
+
+
+@dataclass
+class CNode:
+    """One ComfyUI node: its class, layout, widget values (named, or positional as a UI file has them)
+    and, for each linked input, the (node id, output slot) that feeds it."""
+
+    id: str
+    class_type: str
+    title: str | None = None
+    position: tuple[float, float] | None = None
+    mode: str = "active"
+    values: dict[str, Any] = field(default_factory=dict)
+    widgets: list | None = None
+    links: dict[str, tuple[str, int]] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)  # input names in slot order (UI files)
+    outputs: list[tuple[str, str]] = field(default_factory=list)  # (name, type) per output slot (UI files)
+    targets: list[tuple[str, str]] = field(default_factory=list)  # (node id, input) each output 0 link feeds
+
+
+@dataclass
+class ComfyGraph:
+    format: str  # "api" or "ui"
+    nodes: dict[str, CNode] = field(default_factory=dict)
+    groups: list[dict] = field(default_factory=list)  # {title, bounding: [x, y, w, h], color}
+    via: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)  # (node, input) -> route
+    notes: list[str] = field(default_factory=list)
+
+
+# ----- telling the formats apart ----------------------------------------------------------------------
+
+def kind(doc: Any) -> str | None:
+    """"api", "ui" or None (not a ComfyUI workflow)."""
+    if not isinstance(doc, dict) or "format" in doc:
+        return None
+    if isinstance(doc.get("nodes"), list) and ("links" in doc or "last_node_id" in doc or "state" in doc):
+        return "ui"
+    prompt = doc.get("prompt") if isinstance(doc.get("prompt"), dict) else doc
+    if prompt and all(isinstance(v, dict) and isinstance(v.get("class_type"), str) for v in prompt.values()):
+        return "api"
+    return None
+
+
+def read(doc: dict, source: str = "<workflow>") -> ComfyGraph:
+    """A ComfyUI document (either format) as a :class:`ComfyGraph`; a malformed one raises
+    :class:`WorkflowFileError` naming the node."""
+    found = kind(doc)
+    if found == "api":
+        return _read_api(doc.get("prompt") if isinstance(doc.get("prompt"), dict) else doc, source)
+    if found == "ui":
+        return _read_ui(doc, source)
+    raise WorkflowFileError(f"{source}: not a ComfyUI workflow (neither its API nor its UI format)")
+
+
+# ----- the API format ---------------------------------------------------------------------------------
+
+def is_link(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+            and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool))
+
+
+def _read_api(prompt: dict, source: str) -> ComfyGraph:
+    graph = ComfyGraph("api")
+    for node_id, raw in prompt.items():
+        inputs = raw.get("inputs", {})
+        if not isinstance(inputs, dict):
+            raise WorkflowFileError(f"{source}: ComfyUI node {node_id}: 'inputs' must be an object")
+        meta = raw.get("_meta") if isinstance(raw.get("_meta"), dict) else {}
+        node = CNode(str(node_id), raw["class_type"], title=meta.get("title"))
+        for name, value in inputs.items():
+            if is_link(value):
+                node.links[name] = (str(value[0]), value[1])
+            else:
+                node.values[name] = value
+        graph.nodes[node.id] = node
+    for node in graph.nodes.values():
+        for name, (src, _slot) in node.links.items():
+            if src not in graph.nodes:
+                raise WorkflowFileError(f"{source}: ComfyUI node {node.id} input {name!r} links to missing node {src}")
+    _lay_out(graph)
+    return graph
+
+
+def _lay_out(graph: ComfyGraph) -> None:
+    """API files have no positions: place nodes in columns by their depth in the graph."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(graph.nodes)
+    g.add_edges_from((src, node.id) for node in graph.nodes.values() for src, _ in node.links.values())
+    try:
+        layers = list(nx.topological_generations(g))
+    except nx.NetworkXUnfeasible:
+        layers = [list(graph.nodes)]
+    for column, layer in enumerate(layers):
+        for row, node_id in enumerate(sorted(layer, key=_natural)):
+            graph.nodes[node_id].position = (column * 340, row * 260)
+
+
+def _natural(text: str):
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+# ----- the UI format ----------------------------------------------------------------------------------
+
+def _link_rows(raw_links: Any, source: str) -> dict[int, dict]:
+    """Link id -> {origin, slot, target, target_slot, parent}, from 0.4's arrays or 1.x's objects."""
+    rows = {}
+    for raw in raw_links or []:
+        if isinstance(raw, list) and len(raw) >= 5:
+            link_id, origin, slot, target, target_slot = raw[:5]
+            parent = None
+        elif isinstance(raw, dict):
+            link_id, origin, slot = raw.get("id"), raw.get("origin_id"), raw.get("origin_slot")
+            target, target_slot, parent = raw.get("target_id"), raw.get("target_slot"), raw.get("parentId")
+        else:
+            raise WorkflowFileError(f"{source}: a ComfyUI link must be [id, from, slot, to, slot, type] or an object, "
+                                    f"got {raw!r:.80}")
+        rows[link_id] = {"origin": origin, "slot": slot if isinstance(slot, int) else 0, "target": target,
+                         "target_slot": target_slot, "parent": parent}
+    return rows
+
+
+def _position(raw: Any) -> tuple[float, float] | None:
+    if isinstance(raw, dict):  # some 0.4 files write {"0": x, "1": y}
+        raw = [raw.get("0"), raw.get("1")]
+    if isinstance(raw, (list, tuple)) and len(raw) >= 2 and all(isinstance(v, (int, float)) for v in raw[:2]):
+        return float(raw[0]), float(raw[1])
+    return None
+
+
+def _read_ui(doc: dict, source: str) -> ComfyGraph:
+    graph = ComfyGraph("ui")
+    definitions = {}
+    _collect_definitions(doc, definitions)
+    reader = _UiReader(graph, definitions, source)
+    reader.level(doc, prefix="", instance=None, offset=(0.0, 0.0), depth=0)
+    reader.resolve()
+    for group in doc.get("groups") or []:
+        if isinstance(group, dict) and isinstance(group.get("bounding"), list) and len(group["bounding"]) == 4:
+            graph.groups.append({"title": str(group.get("title") or ""), "bounding": group["bounding"],
+                                 "color": group.get("color") if isinstance(group.get("color"), str) else None})
+    return graph
+
+
+def _collect_definitions(doc: dict, into: dict) -> None:
+    for sub in (doc.get("definitions") or {}).get("subgraphs") or []:
+        if isinstance(sub, dict) and isinstance(sub.get("id"), str) and sub["id"] not in into:
+            into[sub["id"]] = sub
+            _collect_definitions(sub, into)
+
+
+class _UiReader:
+    """Reads one graph level after another (the root, then each subgraph instance's inner graph) into a
+    flat set of nodes, then resolves every link to a real source node."""
+
+    def __init__(self, graph: ComfyGraph, definitions: dict, source: str):
+        self.graph, self.definitions, self.source = graph, definitions, source
+        self.reroutes: dict[str, dict] = {}  # Reroute node id -> its input link
+        self.instance_outputs: dict[tuple[str, int], tuple[str, int, list]] = {}  # (instance, slot) -> inner source
+        self.instance_inputs: dict[str, list[str]] = {}  # instance id -> its input names in slot order
+        self.instances: dict[str, CNode] = {}
+        self.pending: list[tuple[CNode, str, str, int, list]] = []  # (node, input, source id, slot, route)
+
+    def level(self, doc: dict, prefix: str, instance: CNode | None, offset, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise WorkflowFileError(f"{self.source}: subgraphs nested more than {MAX_DEPTH} deep (one contains itself?)")
+        links = _link_rows(doc.get("links"), self.source)
+        reroute_points = {r.get("id"): r for r in doc.get("reroutes") or [] if isinstance(r, dict)}
+        raw_nodes = [n for n in doc.get("nodes") or [] if isinstance(n, dict)]
+        if instance is not None and raw_nodes:  # inner nodes land where the instance stood, in their own layout
+            xs = [p[0] for p in (_position(n.get("pos")) for n in raw_nodes) if p]
+            ys = [p[1] for p in (_position(n.get("pos")) for n in raw_nodes) if p]
+            offset = (offset[0] - min(xs or [0]), offset[1] - min(ys or [0]))
+        for raw in raw_nodes:
+            if "id" not in raw or not isinstance(raw.get("type"), str):
+                raise WorkflowFileError(f"{self.source}: a ComfyUI node needs an id and a type, got {str(raw)[:80]}")
+            node_id = f"{prefix}{raw['id']}"
+            pos = _position(raw.get("pos"))
+            node = CNode(node_id, raw["type"], title=raw.get("title") if isinstance(raw.get("title"), str) else None,
+                         position=(pos[0] + offset[0], pos[1] + offset[1]) if pos else None,
+                         mode=MODES.get(raw.get("mode", 0), "active"))
+            if instance is not None and instance.mode != "active":
+                node.mode = instance.mode
+            widgets = raw.get("widgets_values")
+            if isinstance(widgets, dict):
+                node.values.update(widgets)
+            elif isinstance(widgets, list):
+                node.widgets = list(widgets)
+            for slot, port in enumerate(raw.get("inputs") or []):
+                if not isinstance(port, dict):
+                    continue
+                widget = port.get("widget") if isinstance(port.get("widget"), dict) else {}
+                name = widget.get("name") or port.get("name") or str(slot)
+                node.inputs.append(name)
+                row = links.get(port.get("link"))
+                if row is None:
+                    continue
+                route = self._route(row, reroute_points, offset)
+                if row["origin"] == SUBGRAPH_INPUT:
+                    origin = f"{LINK_SLOT}{instance.id if instance else ''}"
+                else:
+                    origin = f"{prefix}{row['origin']}"
+                self.pending.append((node, name, origin, row["slot"], route))
+            for port in raw.get("outputs") or []:
+                if isinstance(port, dict):
+                    node.outputs.append((str(port.get("name") or ""), str(port.get("type") or "*")))
+            if raw["type"] == "Reroute":
+                self.reroutes[node_id] = node
+                continue
+            if raw["type"] in self.definitions:
+                self.instances[node_id] = node
+                self.instance_inputs[node_id] = list(node.inputs)
+                sub = self.definitions[raw["type"]]
+                self.level(sub, f"{node_id}-", node, node.position or (0, 0), depth + 1)
+                for row in _link_rows(sub.get("links"), self.source).values():
+                    if row["target"] == SUBGRAPH_OUTPUT:
+                        origin = (f"{LINK_SLOT}{node_id}" if row["origin"] == SUBGRAPH_INPUT
+                                  else f"{node_id}-{row['origin']}")
+                        self.instance_outputs[(node_id, row["target_slot"])] = (origin, row["slot"], [])
+                continue
+            self.graph.nodes[node_id] = node
+
+    @staticmethod
+    def _route(row: dict, reroutes: dict, offset) -> list[tuple[float, float]]:
+        """A native reroute chain's points, from the link's origin towards its target."""
+        points, seen, parent = [], set(), row.get("parent")
+        while parent is not None and parent in reroutes and parent not in seen:
+            seen.add(parent)
+            pos = _position(reroutes[parent].get("pos"))
+            if pos:
+                points.append((pos[0] + offset[0], pos[1] + offset[1]))
+            parent = reroutes[parent].get("parentId")
+        return points[::-1]
+
+    def _source(self, origin: str, slot: int, route: list, seen: frozenset = frozenset()):
+        """Follow Reroute nodes, subgraph outputs and subgraph inputs to the node that really feeds a link."""
+        if origin in seen:
+            raise WorkflowFileError(f"{self.source}: ComfyUI reroutes or subgraphs link in a circle at {origin}")
+        seen = seen | {origin}
+        if origin in self.reroutes:
+            reroute = self.reroutes[origin]
+            fed = [p for p in self.pending if p[0] is reroute]
+            if not fed:
+                return None
+            _, _, src, src_slot, before = fed[0]
+            return self._source(src, src_slot, before + ([reroute.position] if reroute.position else []) + route, seen)
+        if origin in self.instances:
+            inner = self.instance_outputs.get((origin, slot))
+            return None if inner is None else self._source(inner[0], inner[1], route, seen)
+        if origin.startswith(LINK_SLOT):
+            instance = origin[len(LINK_SLOT):]
+            names = self.instance_inputs.get(instance, [])
+            name = names[slot] if slot < len(names) else None
+            feed = [p for p in self.pending if p[0] is self.instances.get(instance) and p[1] == name]
+            if not feed:
+                return None
+            _, _, src, src_slot, before = feed[0]
+            return self._source(src, src_slot, before + route, seen)
+        if origin not in self.graph.nodes:
+            return None
+        return origin, slot, route
+
+    def resolve(self) -> None:
+        for node, name, origin, slot, route in self.pending:
+            if node.id not in self.graph.nodes:
+                continue  # a link into a Reroute node or a subgraph instance: followed from the far side
+            found = self._source(origin, slot, route)
+            if found is None:
+                self.graph.notes.append(f"ComfyUI node {node.id} input {name!r}: its link leads nowhere; left unlinked")
+                continue
+            src, src_slot, points = found
+            node.links[name] = (src, src_slot)
+            if points:
+                self.graph.via[(node.id, name)] = points
+            if src_slot == 0:
+                self.graph.nodes[src].targets.append((node.id, name))
+
+
+def loads_png_chunks(info: dict) -> dict | None:
+    """The ComfyUI document a PNG carries in its text chunks: the editor's ``workflow`` (layout and all)
+    when it parses, else the server's ``prompt``."""
+    for key in ("workflow", "prompt"):
+        text = info.get(key)
+        if isinstance(text, str):
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                continue
+            if kind(doc):
+                return doc
+    return None

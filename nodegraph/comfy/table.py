@@ -1,0 +1,282 @@
+"""The ComfyUI node classes we convert, as data: which of our node types each becomes, how its widgets,
+inputs and outputs are named here, and the few conversions that need a line of code.
+
+Widget orders are those of ComfyUI's ``INPUT_TYPES`` (a UI file stores widget values by position);
+``CONTROL`` marks the frontend's ``control_after_generate`` value that follows a seed. An output written
+``"=positive"`` passes through whatever fed the ComfyUI input ``positive`` (ComfyUI threads positive and
+negative conditioning through nodes that only touch one of them here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+CONTROL = "$control"  # the seed widget's control_after_generate slot in UI files
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One ComfyUI class -> one of our node types.
+
+    ``params`` maps a ComfyUI widget to our parameter, either by name or as ``(name, convert)`` where
+    ``convert(value, notes)`` returns our value; ``derive(values, notes)`` computes parameters from
+    several widgets at once; ``fixed`` sets parameters ComfyUI has no widget for.
+    """
+
+    type: str
+    widgets: tuple[str, ...] = ()
+    inputs: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    outputs: tuple[str | None, ...] = ()
+    derive: Callable[[dict, list], dict] | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
+    build: Callable | None = None  # for the few classes that become more than one node (see convert.py)
+
+
+# ----- value conversions ------------------------------------------------------------------------------
+
+SAMPLERS = {  # ComfyUI sampler_name -> (our scheduler, exact?)
+    "euler": ("euler", True), "euler_ancestral": ("euler_ancestral", True), "dpmpp_2m": ("dpmpp_2m", True),
+    "ddim": ("ddim", True), "uni_pc": ("unipc", True), "uni_pc_bh2": ("unipc", False), "lcm": ("lcm", True),
+    "euler_cfg_pp": ("euler", False), "euler_ancestral_cfg_pp": ("euler_ancestral", False),
+    "heun": ("euler", False), "heunpp2": ("euler", False), "dpm_2": ("dpmpp_2m", False),
+    "dpm_2_ancestral": ("euler_ancestral", False), "lms": ("euler", False), "dpm_fast": ("dpmpp_2m", False),
+    "dpm_adaptive": ("dpmpp_2m", False), "dpmpp_2s_ancestral": ("euler_ancestral", False),
+    "dpmpp_sde": ("dpmpp_2m", False), "dpmpp_sde_gpu": ("dpmpp_2m", False), "dpmpp_2m_cfg_pp": ("dpmpp_2m", False),
+    "dpmpp_2m_sde": ("dpmpp_2m", False), "dpmpp_2m_sde_gpu": ("dpmpp_2m", False), "dpmpp_3m_sde": ("dpmpp_2m", False),
+    "dpmpp_3m_sde_gpu": ("dpmpp_2m", False), "ipndm": ("euler", False), "ipndm_v": ("euler", False),
+    "deis": ("unipc", False), "res_multistep": ("dpmpp_2m", False), "gradient_estimation": ("euler", False),
+}
+KARRAS = {"dpmpp_2m": "dpmpp_2m_karras"}  # our schedulers that have a Karras-sigma form
+SCHEDULES = {"normal", "karras", "simple", "sgm_uniform", "exponential", "ddim_uniform", "beta",
+             "linear_quadratic", "kl_optimal"}
+
+
+def scheduler_for(sampler_name: str, schedule: str, notes: list) -> str:
+    """ComfyUI's sampler and scheduler names -> our nearest diffusers scheduler."""
+    ours, exact = SAMPLERS.get(sampler_name, ("euler", False))
+    if not exact:
+        notes.append(f"sampler {sampler_name!r} has no diffusers twin; using {ours!r}")
+    if schedule == "karras":
+        if ours in KARRAS:
+            return KARRAS[ours]
+        notes.append(f"scheduler 'karras' with {sampler_name!r}: diffusers' {ours!r} keeps its own sigmas")
+    elif schedule not in ("normal", "simple", "sgm_uniform"):
+        notes.append(f"scheduler {schedule!r} has no diffusers twin; the model's own spacing is used")
+    return ours
+
+
+def _sampler(values: dict, notes: list) -> dict:
+    return {"scheduler": scheduler_for(str(values.get("sampler_name", "euler")),
+                                       str(values.get("scheduler", "normal")), notes)}
+
+
+def _sampler_advanced(values: dict, notes: list) -> dict:
+    out = _sampler(values, notes)
+    steps = int(values.get("steps", 20))
+    start, end = int(values.get("start_at_step", 0)), int(values.get("end_at_step", 10000))
+    out["start_step"] = min(start, steps)
+    out["end_step"] = -1 if end >= steps else end
+    if (values.get("add_noise", "enable") == "enable") != (start == 0):
+        notes.append(f"add_noise {values.get('add_noise')!r} with start_at_step {start}: here a Sampler adds noise "
+                     f"exactly when it starts at step 0")
+    if end < steps and values.get("return_with_leftover_noise", "disable") == "disable":
+        notes.append("return_with_leftover_noise 'disable' before the last step: here the latent keeps its "
+                     "leftover noise")
+    return out
+
+
+def _clip_layer(value: Any, notes: list) -> int:
+    return max(0, -int(value) - 1)  # ComfyUI's -1 is the last layer (no skip), -2 skips one
+
+
+def _weight_dtype(value: Any, notes: list) -> str:
+    if value not in ("default", None):
+        notes.append(f"weight_dtype {value!r}: the file's own storage type is kept")
+    return "auto"
+
+
+def _image_method(value: Any, notes: list) -> str:
+    methods = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "lanczos",
+               "area": "bilinear"}
+    if value not in methods or value == "area":
+        notes.append(f"upscale_method {value!r}: using {methods.get(value, 'bilinear')!r}")
+    return methods.get(value, "bilinear")
+
+
+def _latent_method(value: Any, notes: list) -> str:
+    methods = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area"}
+    if value not in methods:
+        notes.append(f"upscale_method {value!r}: using 'bilinear'")
+    return methods.get(value, "bilinear")
+
+
+def _crop_mode(value: Any, notes: list) -> str:
+    return "fill" if value == "center" else "exact"
+
+
+def _text_family(value: Any, notes: list) -> str:
+    families = {"stable_diffusion": "sd", "sdxl": "sdxl", "sd3": "sd3", "flux": "flux"}
+    if value not in families:
+        notes.append(f"text encoder type {value!r} is not one this program loads; the family is guessed from the files")
+    return families.get(value, "auto")
+
+
+def _blur_radius(values: dict, notes: list) -> dict:
+    notes.append("Image Blur: Pillow's Gaussian blur with radius = sigma (ComfyUI also cuts the kernel at blur_radius)")
+    return {"radius": float(values.get("sigma", 1.0))}
+
+
+def _sharpen(values: dict, notes: list) -> dict:
+    notes.append("Image Sharpen: Pillow's sharpness enhancement with factor 1 + alpha (ComfyUI sharpens with a kernel)")
+    return {"factor": min(10.0, 1.0 + float(values.get("alpha", 1.0)))}
+
+
+def _feather(values: dict, notes: list) -> dict:
+    sides = [int(values.get(k, 0)) for k in ("left", "top", "right", "bottom")]
+    if len(set(sides)) > 1:
+        notes.append(f"Feather Mask feathers all sides by one radius here; sides {sides} become {max(sides)}")
+    return {"radius": float(max(sides))}
+
+
+def _image_scale(values: dict, notes: list) -> dict:
+    """A side of 0 keeps the aspect: fit inside the other side and the largest width (or height) allowed."""
+    width, height = int(values.get("width", 512)), int(values.get("height", 512))
+    if width == 0 and height == 0:
+        notes.append("Upscale Image with both sides 0 leaves the picture as it is here only at 16384x16384")
+    if width == 0 or height == 0:
+        return {"width": width or 16384, "height": height or 16384, "mode": "fit"}
+    return {}
+
+
+# ----- the table --------------------------------------------------------------------------------------
+
+TABLE: dict[str, Spec] = {
+    "CheckpointLoaderSimple": Spec("model.checkpoint", ("ckpt_name",), params={"ckpt_name": "model"},
+                                   outputs=("model", "text_encoder", "vae")),
+    "UNETLoader": Spec("model.denoiser", ("unet_name", "weight_dtype"),
+                       params={"unet_name": "model", "weight_dtype": ("dtype", _weight_dtype)}, outputs=("model",)),
+    "CLIPLoader": Spec("model.text_encoder", ("clip_name", "type", "device"),
+                       params={"clip_name": "model", "type": ("family", _text_family)}, outputs=("text_encoder",)),
+    "DualCLIPLoader": Spec("model.text_encoder", ("clip_name1", "clip_name2", "type", "device"),
+                           params={"clip_name1": "model", "clip_name2": "model_2", "type": ("family", _text_family)},
+                           outputs=("text_encoder",)),
+    "TripleCLIPLoader": Spec("model.text_encoder", ("clip_name1", "clip_name2", "clip_name3"),
+                             params={"clip_name1": "model", "clip_name2": "model_2", "clip_name3": "model_3"},
+                             fixed={"family": "sd3"}, outputs=("text_encoder",)),
+    "VAELoader": Spec("model.vae", ("vae_name",), params={"vae_name": "model"}, outputs=("vae",)),
+    "LoraLoader": Spec("model.lora", ("lora_name", "strength_model", "strength_clip"),
+                       inputs={"model": "model", "clip": "text_encoder"},
+                       params={"lora_name": "lora", "strength_model": "strength", "strength_clip": "text_strength"},
+                       outputs=("model", "text_encoder")),
+    "LoraLoaderModelOnly": Spec("model.lora", ("lora_name", "strength_model"), inputs={"model": "model"},
+                                params={"lora_name": "lora", "strength_model": "strength"}, outputs=("model",)),
+    "ControlNetLoader": Spec("model.controlnet", ("control_net_name",), params={"control_net_name": "model"},
+                             outputs=("controlnet",)),
+    "CLIPSetLastLayer": Spec("cond.clip_skip", ("stop_at_clip_layer",), inputs={"clip": "text_encoder"},
+                             params={"stop_at_clip_layer": ("skip", _clip_layer)}, outputs=("text_encoder",)),
+    "CLIPTextEncode": Spec("cond.text", ("text",), inputs={"clip": "text_encoder"}, params={"text": "prompt"},
+                           outputs=("conditioning",)),
+    "ConditioningZeroOut": Spec("cond.zero_out", inputs={"conditioning": "conditioning"}, outputs=("conditioning",)),
+    "ConditioningCombine": Spec("cond.combine", inputs={"conditioning_1": "a", "conditioning_2": "b"},
+                                outputs=("conditioning",)),
+    "FluxGuidance": Spec("cond.guidance", ("guidance",), inputs={"conditioning": "conditioning"},
+                         params={"guidance": "guidance"}, outputs=("conditioning",)),
+    "ControlNetApply": Spec("control.apply", ("strength",),
+                            inputs={"conditioning": "conditioning", "control_net": "controlnet", "image": "image"},
+                            params={"strength": "strength"}, outputs=("conditioning",)),
+    "ControlNetApplyAdvanced": Spec(
+        "control.apply", ("strength", "start_percent", "end_percent"),
+        inputs={"positive": "conditioning", "control_net": "controlnet", "image": "image", "vae": "vae"},
+        params={"strength": "strength", "start_percent": "start", "end_percent": "end"},
+        outputs=("conditioning", "=negative")),
+    "KSampler": Spec("sampling.sampler", ("seed", CONTROL, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+                     inputs={"model": "model", "positive": "conditioning", "negative": "negative",
+                             "latent_image": "latent"},
+                     params={"seed": "seed", "steps": "steps", "cfg": "cfg", "denoise": "denoise"},
+                     derive=_sampler, outputs=("latent",)),
+    "KSamplerAdvanced": Spec(
+        "sampling.sampler", ("add_noise", "noise_seed", CONTROL, "steps", "cfg", "sampler_name", "scheduler",
+                             "start_at_step", "end_at_step", "return_with_leftover_noise"),
+        inputs={"model": "model", "positive": "conditioning", "negative": "negative", "latent_image": "latent"},
+        params={"noise_seed": "seed", "steps": "steps", "cfg": "cfg"}, derive=_sampler_advanced, outputs=("latent",)),
+    "VAEDecode": Spec("vae.decode", inputs={"samples": "latent", "vae": "vae"}, outputs=("image",)),
+    "VAEDecodeTiled": Spec("vae.decode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"),
+                           inputs={"samples": "latent", "vae": "vae"}, params={"tile_size": "tile_size"},
+                           fixed={"tiled": True}, outputs=("image",)),
+    "VAEEncode": Spec("vae.encode", inputs={"pixels": "image", "vae": "vae"}, outputs=("latent",)),
+    "InpaintModelConditioning": Spec("latent.inpaint_encode", ("noise_mask",),
+                                     inputs={"vae": "vae", "pixels": "image", "mask": "mask"},
+                                     outputs=("=positive", "=negative", "latent")),
+    "SetLatentNoiseMask": Spec("latent.set_mask", inputs={"samples": "latent", "mask": "mask"}, outputs=("latent",)),
+    "LatentUpscale": Spec("latent.resize", ("upscale_method", "width", "height", "crop"), inputs={"samples": "latent"},
+                          params={"upscale_method": ("method", _latent_method), "width": "width", "height": "height"},
+                          outputs=("latent",)),
+    "LatentUpscaleBy": Spec("latent.scale", ("upscale_method", "scale_by"), inputs={"samples": "latent"},
+                            params={"upscale_method": ("method", _latent_method), "scale_by": "factor"},
+                            outputs=("latent",)),
+    "SaveImage": Spec("image.save", ("filename_prefix",), inputs={"images": "image"},
+                      params={"filename_prefix": "filename_prefix"}, outputs=()),
+    "PreviewImage": Spec("image.preview", inputs={"images": "image"}, outputs=()),
+    "ImageScale": Spec("image.resize", ("upscale_method", "width", "height", "crop"), inputs={"image": "image"},
+                       params={"upscale_method": ("resample", _image_method), "width": "width", "height": "height",
+                               "crop": ("mode", _crop_mode)}, derive=_image_scale, outputs=("image",)),
+    "ImageScaleBy": Spec("image.scale", ("upscale_method", "scale_by"), inputs={"image": "image"},
+                         params={"upscale_method": ("resample", _image_method), "scale_by": "factor"},
+                         outputs=("image",)),
+    "ImageInvert": Spec("image.invert", inputs={"image": "image"}, outputs=("image",)),
+    "ImageBlur": Spec("image.blur", ("blur_radius", "sigma"), inputs={"image": "image"}, derive=_blur_radius,
+                      outputs=("image",)),
+    "ImageSharpen": Spec("image.sharpen", ("sharpen_radius", "sigma", "alpha"), inputs={"image": "image"},
+                         derive=_sharpen, outputs=("image",)),
+    "ImageCrop": Spec("image.crop", ("width", "height", "x", "y"), inputs={"image": "image"},
+                      params={"width": "width", "height": "height", "x": "x", "y": "y"}, outputs=("image",)),
+    "ImagePadForOutpaint": Spec("image.pad", ("left", "top", "right", "bottom", "feathering"),
+                                inputs={"image": "image"},
+                                params={"left": "left", "top": "top", "right": "right", "bottom": "bottom",
+                                        "feathering": "feather"}, outputs=("image", "mask")),
+    "GrowMask": Spec("mask.grow", ("expand", "tapered_corners"), inputs={"mask": "mask"}, params={"expand": "pixels"},
+                     outputs=("mask",)),
+    "FeatherMask": Spec("mask.feather", ("left", "top", "right", "bottom"), inputs={"mask": "mask"}, derive=_feather,
+                        outputs=("mask",)),
+    "InvertMask": Spec("mask.invert", inputs={"mask": "mask"}, outputs=("mask",)),
+    "PrimitiveInt": Spec("value.int", ("value", CONTROL), params={"value": "value"}, outputs=("value",)),
+    "PrimitiveFloat": Spec("value.float", ("value",), params={"value": "value"}, outputs=("value",)),
+    "PrimitiveString": Spec("value.string", ("value",), params={"value": "value"}, outputs=("value",)),
+    "PrimitiveStringMultiline": Spec("value.string", ("value",), params={"value": "value"}, outputs=("value",)),
+    "PrimitiveBoolean": Spec("value.bool", ("value",), params={"value": "value"}, outputs=("value",)),
+    "Note": Spec("doc.note", ("text",), params={"text": "text"}),
+    "MarkdownNote": Spec("doc.note", ("text",), params={"text": "text"}),
+}
+# Classes built by code in convert.py (they become two nodes, or borrow a link from elsewhere):
+BUILT = ("EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "LoadImageMask", "VAEEncodeForInpaint",
+         "ImageBlend", "PrimitiveNode", "Reroute")
+WIDGETS = {  # their widget orders
+    "EmptyLatentImage": ("width", "height", "batch_size"),
+    "EmptySD3LatentImage": ("width", "height", "batch_size"),
+    "LoadImage": ("image", "upload"),
+    "LoadImageMask": ("image", "channel", "upload"),
+    "VAEEncodeForInpaint": ("grow_mask_by",),
+    "ImageBlend": ("blend_factor", "blend_mode"),
+}
+PRIMITIVES = {"INT": "value.int", "FLOAT": "value.float", "STRING": "value.string", "BOOLEAN": "value.bool",
+              "COMBO": "value.string"}
+SEED_WIDGETS = {"seed", "noise_seed"}
+
+
+def name_widgets(order: tuple[str, ...], values: list) -> dict:
+    """Positional widget values -> by name, skipping the control_after_generate slot where it is present
+    (files from older frontends lack it) and ignoring values past the known widgets."""
+    named, i = {}, 0
+    for name in order:
+        if i >= len(values):
+            break
+        if name == CONTROL:
+            if isinstance(values[i], str) and values[i] in CONTROL_VALUES:
+                i += 1
+            continue
+        named[name] = values[i]
+        i += 1
+    return named
