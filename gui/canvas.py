@@ -11,7 +11,8 @@ from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPainterPathStroker, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene, QGraphicsView
 
-from nodegraph import LinkError, NodegraphError, compatible
+from nodegraph import Input, LinkError, NodegraphError, NodeType, Output, PortType, compatible
+from nodegraph.node import NAME_RE
 
 from . import theme
 from .layout_items import GroupItem, RerouteItem
@@ -47,6 +48,34 @@ class SocketItem(QGraphicsItem):
 
     def anchor(self) -> QPointF:
         return self.scenePos()
+
+
+STAND_IN = "missing.node"
+
+
+def stand_in_type(workflow, node) -> NodeType:
+    """A node whose type this install lacks (a ComfyUI placeholder, a plug-in not installed) is still drawn,
+    with the sockets its links use, so the graph reads as it was and the links stay in place."""
+    registry = workflow.registry
+
+    def port_type(node_id: str, name: str, output: bool) -> PortType:
+        other = registry.get(workflow.nodes[node_id].type) if node_id in workflow.nodes else None
+        port = (other.output_port(name) if output else other.target_type(name)) if other else None
+        found = port.type if isinstance(port, Output) else port
+        return found if isinstance(found, PortType) else PortType.STRING
+
+    inputs = {l.input: port_type(l.source, l.output, True) for l in workflow.links if l.target == node.id}
+    outputs = {l.output: port_type(l.target, l.input, False) for l in workflow.links if l.source == node.id}
+    title = f"ComfyUI: {node.type.split(':', 1)[1]}" if node.type.startswith("comfyui:") else node.type
+    return NodeType(STAND_IN, 1, title, "missing", lambda ctx, **kw: {},
+                    inputs=tuple(Input(n, t) for n, t in inputs.items() if NAME_RE.match(n)),
+                    outputs=tuple(Output(n, t) for n, t in outputs.items() if NAME_RE.match(n)))
+
+
+def stand_in_message(node) -> str:
+    if node.type.startswith("comfyui:"):
+        return f"not converted from ComfyUI: {node.params.get('why', 'no counterpart here')}"
+    return f"unknown node type {node.type!r}: is the plug-in that provides it installed?"
 
 
 class NodeItem(QGraphicsItem):
@@ -254,14 +283,14 @@ class GraphScene(QGraphicsScene):
         for link in self.workflow.links:
             self._linked.setdefault(link.target, set()).add(link.input)
         for node in self.workflow.nodes.values():
-            node_type = self.workflow.registry.get(node.type)
-            if node_type is None:
-                continue
+            node_type = self.workflow.registry.get(node.type) or stand_in_type(self.workflow, node)
             item = NodeItem(self, node, node_type)
             self.addItem(item)
             self.nodes[node.id] = item
             if node.id in states:
                 item.set_state(*states[node.id])
+            elif node_type.id == STAND_IN:
+                item.set_state("failed", stand_in_message(node))
             if node.id in self.thumbnails:
                 item.set_thumbnail(self.thumbnails[node.id])
         for link in self.workflow.links:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import nodegraph
 from nodegraph import models
 from nodegraph.document import embedded_text
 
-from .canvas import GraphScene, GraphView
+from .canvas import GraphScene, GraphView, stand_in_message
 from .palette import PaletteTree, QuickAdd, best_match
 from .preferences import Preferences, SettingsDialog
 from .runner import Runner
@@ -250,7 +251,7 @@ class MainWindow(QMainWindow):
         self.scene.selectionChanged.connect(self._show_selection, Qt.UniqueConnection)
         self.scene.rename_group.connect(self.rename_group, Qt.UniqueConnection)
         self.path, self.saved_text = path, workflow.dumps()
-        self.example = None  # the example's name while an untitled copy of one is open
+        self.untitled_title = None  # the title of an untitled copy: "NAME (example)", "NAME (from ComfyUI)"
         self._snapshot = self.saved_text
         self.undo_stack.clear()
         self._offer_recovery()
@@ -266,7 +267,18 @@ class MainWindow(QMainWindow):
             return False
         for problem in workflow.problems:
             self.log.appendPlainText(f"{path}: {problem}")
-        self._set_workflow(workflow, Path(path) if not str(path).lower().endswith(".png") else None)
+        report = workflow.imported
+        keep_path = report is None and not str(path).lower().endswith(".png")
+        self._set_workflow(workflow, Path(path) if keep_path else None)
+        if report is not None:  # converted: Save asks where to keep ours instead of overwriting ComfyUI's file
+            self.untitled_title = f"{Path(path).stem} (from ComfyUI)"
+            self._update_title()
+            for line in [f"not converted: node {u['id']} ({u['class_type']}): {u['why']}" for u in report.unmapped] + [
+                    f"note: {n}" for n in report.notes]:
+                self.log.appendPlainText(f"{path}: {line}")
+            self.statusBar().showMessage(
+                f"ComfyUI workflow: {report.mapped} of {report.nodes} nodes converted"
+                + (f"; {len(report.unmapped)} kept as placeholders (see the log)" if report.unmapped else ""))
         self.prefs.add_recent(path)
         return True
 
@@ -363,7 +375,7 @@ class MainWindow(QMainWindow):
         return self.workflow.dumps() != self.saved_text
 
     def _update_title(self) -> None:
-        name = self.path.name if self.path else f"{self.example} (example)" if self.example else "untitled"
+        name = self.path.name if self.path else self.untitled_title or "untitled"
         self.setWindowTitle(f"{name}{' *' if self.modified() else ''} — nodegraph")
 
     def _warn(self, text: str) -> None:
@@ -400,6 +412,13 @@ class MainWindow(QMainWindow):
             return
         node = self.workflow.nodes[ids[0]]
         node_type = self.workflow.registry.get(node.type)
+        if node_type is None:  # drawn as a stand-in: say what it is and what it kept
+            title = self.scene.nodes[node.id].node_type.title if node.id in self.scene.nodes else node.type
+            self.form.addRow(QLabel(f"<b>{title}</b>  <small>{node.id} · {node.type}</small>"))
+            text = QLabel(stand_in_message(node) + "\n\n" + json.dumps(node.params, indent=1)[:2000])
+            text.setWordWrap(True)
+            self.form.addRow(text)
+            return
         self.form.addRow(QLabel(f"<b>{node_type.title}</b>  <small>{node.id} · {node_type.id}</small>"))
         if node_type.description:
             text = QLabel(node_type.description)
@@ -749,9 +768,9 @@ class MainWindow(QMainWindow):
             self._warn(str(e))
             return False
         self._set_workflow(workflow, None)
-        self.example = Path(path).stem
+        self.untitled_title = f"{Path(path).stem} (example)"
         self._update_title()
-        self.statusBar().showMessage(f"example {self.example}: Run it, change it, Save As to keep your copy")
+        self.statusBar().showMessage(f"example {Path(path).stem}: Run it, change it, Save As to keep your copy")
         return True
 
     def _new_engine(self) -> nodegraph.Engine:

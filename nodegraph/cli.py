@@ -1,4 +1,4 @@
-"""The command line: ``nodegraph run | batch | validate | import | nodes | edit``, all through the public API.
+"""The command line: ``nodegraph run | batch | validate | import | export | nodes | edit``, all through the public API.
 
 Exit codes: 0 success, 1 a problem with the input (workflow, parameter, file,
 a node that failed), 2 a usage error, 130 cancelled. User mistakes print one
@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the import report as JSON on stdout")
     imp.add_argument("--strict", action="store_true", help="exit 1 when any node could not be converted")
     imp.set_defaults(func=_cmd_import)
+
+    exp = sub.add_parser("export", help="write a workflow in another program's format (ComfyUI's API format)")
+    exp.add_argument("workflow", help="a workflow .json, or a PNG this program saved")
+    exp.add_argument("--to", choices=("comfy-api",), default="comfy-api",
+                     help="comfy-api: the JSON a ComfyUI server's /prompt takes (default)")
+    exp.add_argument("-o", "--output", metavar="OUT.json", help="where to write it (default: stdout)")
+    exp.set_defaults(func=_cmd_export)
 
     edit = sub.add_parser("edit", help="open the editor (needs the gui extra: pip install 'nodegraph[gui]')")
     edit.add_argument("workflow", nargs="?", help="a workflow .json or a PNG this program saved")
@@ -302,6 +309,35 @@ def _cmd_import(args) -> int:
             if problem.node not in unmapped:
                 print(f"  problem: {problem}", file=sys.stderr)
     return 1 if args.strict and report.unmapped else 0
+
+
+def _cmd_export(args) -> int:
+    import nodegraph
+    from nodegraph import comfy
+    from nodegraph.files import atomic_write
+
+    try:
+        workflow = nodegraph.load(args.workflow)
+        notes: list[str] = []
+        text = json.dumps(comfy.export_api(workflow, notes), indent=2) + "\n"
+    except nodegraph.WorkflowInvalid as e:
+        _print_problems(e.problems, args.workflow)
+        return 1
+    except nodegraph.NodegraphError as e:
+        _err(f"{args.workflow}: {e}")
+        return 1
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        atomic_write(args.output, text.encode("utf-8"))
+    except OSError as e:
+        _err(f"cannot write {args.output}: {e.strerror or e}")
+        return 1
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
 
 
 def _cmd_edit(args) -> int:

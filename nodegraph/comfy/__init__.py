@@ -6,6 +6,7 @@ door knows ComfyUI exists.
 from __future__ import annotations
 
 from .convert import PLACEHOLDER, Report, convert
+from .export import ExportError, export_api
 from .graph import kind, loads_png_chunks, read
 
 
@@ -14,4 +15,4 @@ def import_document(doc: dict, source: str = "<workflow>") -> tuple[dict, Report
     return convert(read(doc, source))
 
 
-__all__ = ["PLACEHOLDER", "Report", "import_document", "kind", "loads_png_chunks"]
+__all__ = ["PLACEHOLDER", "ExportError", "Report", "export_api", "import_document", "kind", "loads_png_chunks"]

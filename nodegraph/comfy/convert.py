@@ -228,7 +228,15 @@ class _Converter:
     def build_PrimitiveNode(self, cnode, values, notes):
         kind = cnode.outputs[0][1] if cnode.outputs else "*"
         value = cnode.widgets[0] if cnode.widgets else None
-        if any(self.graph.nodes[t].class_type in TABLE and name in SEED_WIDGETS for t, name in cnode.targets):
+        return self.primitive(cnode, kind, value)
+
+    def build_PrimitiveInt(self, cnode, values, notes):
+        return self.primitive(cnode, "INT", values.get("value"))
+
+    def primitive(self, cnode, kind: str, value):
+        """A value node; an integer that feeds a seed becomes a Seed (whose range is a seed's)."""
+        targets = self.consumers.get((cnode.id, 0), [])
+        if kind == "INT" and any(self.graph.nodes[t].class_type in TABLE and name in SEED_WIDGETS for t, name in targets):
             type_id, out, param = "value.seed", "seed", "seed"
         elif kind in PRIMITIVES:
             type_id, out, param = PRIMITIVES[kind], "value", "value"

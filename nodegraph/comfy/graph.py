@@ -39,7 +39,6 @@ class CNode:
     links: dict[str, tuple[str, int]] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)  # input names in slot order (UI files)
     outputs: list[tuple[str, str]] = field(default_factory=list)  # (name, type) per output slot (UI files)
-    targets: list[tuple[str, str]] = field(default_factory=list)  # (node id, input) each output 0 link feeds
 
 
 @dataclass
@@ -53,16 +52,24 @@ class ComfyGraph:
 
 # ----- telling the formats apart ----------------------------------------------------------------------
 
+def _is_prompt(value: Any) -> bool:
+    return (isinstance(value, dict) and bool(value)
+            and all(isinstance(v, dict) and isinstance(v.get("class_type"), str) for v in value.values()))
+
+
 def kind(doc: Any) -> str | None:
     """"api", "ui" or None (not a ComfyUI workflow)."""
     if not isinstance(doc, dict) or "format" in doc:
         return None
     if isinstance(doc.get("nodes"), list) and ("links" in doc or "last_node_id" in doc or "state" in doc):
         return "ui"
-    prompt = doc.get("prompt") if isinstance(doc.get("prompt"), dict) else doc
-    if prompt and all(isinstance(v, dict) and isinstance(v.get("class_type"), str) for v in prompt.values()):
+    if _is_prompt(doc) or _is_prompt(doc.get("prompt")):  # a prompt, or the body POSTed to /prompt
         return "api"
     return None
+
+
+def _prompt_of(doc: dict) -> dict:
+    return doc if _is_prompt(doc) else doc["prompt"]
 
 
 def read(doc: dict, source: str = "<workflow>") -> ComfyGraph:
@@ -70,7 +77,7 @@ def read(doc: dict, source: str = "<workflow>") -> ComfyGraph:
     :class:`WorkflowFileError` naming the node."""
     found = kind(doc)
     if found == "api":
-        return _read_api(doc.get("prompt") if isinstance(doc.get("prompt"), dict) else doc, source)
+        return _read_api(_prompt_of(doc), source)
     if found == "ui":
         return _read_ui(doc, source)
     raise WorkflowFileError(f"{source}: not a ComfyUI workflow (neither its API nor its UI format)")
@@ -299,8 +306,6 @@ class _UiReader:
             node.links[name] = (src, src_slot)
             if points:
                 self.graph.via[(node.id, name)] = points
-            if src_slot == 0:
-                self.graph.nodes[src].targets.append((node.id, name))
 
 
 def loads_png_chunks(info: dict) -> dict | None:

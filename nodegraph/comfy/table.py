@@ -242,7 +242,8 @@ TABLE: dict[str, Spec] = {
     "FeatherMask": Spec("mask.feather", ("left", "top", "right", "bottom"), inputs={"mask": "mask"}, derive=_feather,
                         outputs=("mask",)),
     "InvertMask": Spec("mask.invert", inputs={"mask": "mask"}, outputs=("mask",)),
-    "PrimitiveInt": Spec("value.int", ("value", CONTROL), params={"value": "value"}, outputs=("value",)),
+    "ImageToMask": Spec("mask.from_channel", ("channel",), inputs={"image": "image"}, params={"channel": "channel"},
+                        outputs=("mask",)),
     "PrimitiveFloat": Spec("value.float", ("value",), params={"value": "value"}, outputs=("value",)),
     "PrimitiveString": Spec("value.string", ("value",), params={"value": "value"}, outputs=("value",)),
     "PrimitiveStringMultiline": Spec("value.string", ("value",), params={"value": "value"}, outputs=("value",)),
@@ -251,7 +252,7 @@ TABLE: dict[str, Spec] = {
     "MarkdownNote": Spec("doc.note", ("text",), params={"text": "text"}),
 }
 # Classes built by code in convert.py (they become two nodes, or borrow a link from elsewhere):
-BUILT = ("EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "LoadImageMask", "VAEEncodeForInpaint",
+BUILT = ("PrimitiveInt", "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "LoadImageMask", "VAEEncodeForInpaint",
          "ImageBlend", "PrimitiveNode", "Reroute")
 WIDGETS = {  # their widget orders
     "EmptyLatentImage": ("width", "height", "batch_size"),
@@ -260,6 +261,7 @@ WIDGETS = {  # their widget orders
     "LoadImageMask": ("image", "channel", "upload"),
     "VAEEncodeForInpaint": ("grow_mask_by",),
     "ImageBlend": ("blend_factor", "blend_mode"),
+    "PrimitiveInt": ("value", CONTROL),
 }
 PRIMITIVES = {"INT": "value.int", "FLOAT": "value.float", "STRING": "value.string", "BOOLEAN": "value.bool",
               "COMBO": "value.string"}
