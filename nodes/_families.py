@@ -111,6 +111,18 @@ def partial_pipeline(class_name: str, given: dict):
     return cls(**others, **given)
 
 
+def _clip_skipped(te: TextEncoders, prompt: str, skip: int, device):
+    """The prompt's CLIP embeddings from ``skip`` layers before the last, through the final layer norm, as
+    diffusers' ``clip_skip`` defines them (its own code reaches for ``text_model``, which transformers 5
+    no longer has)."""
+    tokenizer, encoder = te.components["tokenizer"], te.components["text_encoder"]
+    ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids.to(device)
+    hidden = encoder(ids, output_hidden_states=True).hidden_states[-(skip + 1)]
+    norm = getattr(encoder, "final_layer_norm", None) or encoder.text_model.final_layer_norm
+    return norm(hidden).to(dtype=encoder.dtype, device=device)
+
+
 class StableDiffusion(Family):
     """SD 1.x and 2.x: one CLIP text encoder, a UNet predicting noise (epsilon) or velocity (v)."""
 
@@ -123,8 +135,10 @@ class StableDiffusion(Family):
     def encode(self, te, prompt, negative, device):
         pipe = _text_pipeline(self.pipeline, te, safety_checker=None, feature_extractor=None,
                               requires_safety_checker=False)
-        positive, negative_embeds = pipe.encode_prompt(prompt, device, 1, True, negative_prompt=negative or None,
-                                                       clip_skip=te.options.get("clip_skip"))
+        skip = te.options.get("clip_skip")
+        given = {"prompt_embeds": _clip_skipped(te, prompt, skip, device)} if skip else {}
+        positive, negative_embeds = pipe.encode_prompt(prompt if not skip else None, device, 1, True,
+                                                       negative_prompt=negative or None, **given)
         return Conditioning(self.id, {"prompt_embeds": positive}, {"prompt_embeds": negative_embeds}, prompt)
 
     def check(self, model, cond):
