@@ -20,6 +20,7 @@ SKIPPED = {"doc.note"}  # frontend-only in ComfyUI: its server has no such node
 
 INVERSE = {  # our parameter value -> ComfyUI's, for the table's value conversions
     "dtype": lambda v: "default",
+    "prompt": lambda v: v,
     "skip": lambda v: -int(v) - 1,
     "resample": lambda v: {"nearest": "nearest-exact"}.get(v, v),
     "method": lambda v: {"nearest": "nearest-exact"}.get(v, v),

@@ -9,6 +9,7 @@ negative conditioning through nodes that only touch one of them here).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,7 +33,6 @@ class Spec:
     outputs: tuple[str | None, ...] = ()
     derive: Callable[[dict, list], dict] | None = None
     fixed: dict[str, Any] = field(default_factory=dict)
-    build: Callable | None = None  # for the few classes that become more than one node (see convert.py)
 
 
 # ----- value conversions ------------------------------------------------------------------------------
@@ -86,6 +86,18 @@ def _sampler_advanced(values: dict, notes: list) -> dict:
         notes.append("return_with_leftover_noise 'disable' before the last step: here the latent keeps its "
                      "leftover noise")
     return out
+
+
+WEIGHTED = re.compile(r"\([^()]*:\s*-?[0-9.]+\s*\)")  # ComfyUI's (words:1.2) emphasis
+
+
+def _prompt(value: Any, notes: list) -> str:
+    text = str(value)
+    if WEIGHTED.search(text):
+        notes.append("the prompt's (words:weight) emphasis is read as plain text here")
+    if "embedding:" in text:
+        notes.append("the prompt names a textual-inversion embedding ('embedding:...'), read as plain text here")
+    return text
 
 
 def _clip_layer(value: Any, notes: list) -> int:
@@ -177,7 +189,7 @@ TABLE: dict[str, Spec] = {
                              outputs=("controlnet",)),
     "CLIPSetLastLayer": Spec("cond.clip_skip", ("stop_at_clip_layer",), inputs={"clip": "text_encoder"},
                              params={"stop_at_clip_layer": ("skip", _clip_layer)}, outputs=("text_encoder",)),
-    "CLIPTextEncode": Spec("cond.text", ("text",), inputs={"clip": "text_encoder"}, params={"text": "prompt"},
+    "CLIPTextEncode": Spec("cond.text", ("text",), inputs={"clip": "text_encoder"}, params={"text": ("prompt", _prompt)},
                            outputs=("conditioning",)),
     "ConditioningZeroOut": Spec("cond.zero_out", inputs={"conditioning": "conditioning"}, outputs=("conditioning",)),
     "ConditioningCombine": Spec("cond.combine", inputs={"conditioning_1": "a", "conditioning_2": "b"},
