@@ -149,10 +149,11 @@ def flux_to_diffusers(state: dict, width: int) -> dict:
             raise NodeUserError(f"unexpected key {key!r} for a Flux transformer in Black Forest Labs' layout")
         param = "weight" if m[m.lastindex] == "scale" else m[m.lastindex]
         names = [t.format(*m.groups()[:-1]) for t in targets]
-        if len(names) == 1:
-            parts = [value]
-        else:
-            parts = torch.split(value, [width] * (len(names) - 1) + [value.shape[0] - width * (len(names) - 1)])
+        sizes = [width] * (len(names) - 1) + [value.shape[0] - width * (len(names) - 1)]
+        if len(names) > 1 and min(sizes) <= 0:
+            raise NodeUserError(f"{key} has {value.shape[0]} rows, too few for a Flux of width {width} (the config's "
+                                f"heads x head size): the config does not fit this file")
+        parts = [value] if len(names) == 1 else torch.split(value, sizes)
         for name, part in zip(names, parts):
             if name == _FLUX_SWAPPED:
                 shift, scale = part.chunk(2, dim=0)
@@ -193,7 +194,11 @@ def load_denoiser(path: Path, config: Path | None, torch_dtype):
         folder, subfolder = _config_folder(config, layout.shipped, layout.subfolder, "model", stack)
         if layout.family == "flux":
             cfg = cls.load_config(str(folder), subfolder=subfolder, local_files_only=True)
-            state = flux_to_diffusers(state, cfg["num_attention_heads"] * cfg["attention_head_dim"])
+            try:
+                state = flux_to_diffusers(state, cfg["num_attention_heads"] * cfg["attention_head_dim"])
+            except NodeUserError as e:
+                raise NodeUserError(f"cannot load {path.name} as a {cls.__name__} with the config in {folder}: "
+                                    f"{e}") from None
         module = load_diffusers(cls, path, state, folder, subfolder, torch_dtype, fp8_dtype(head))
     return layout.family, module
 

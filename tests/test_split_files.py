@@ -143,6 +143,13 @@ def test_flux_in_bfl_layout_with_clip_l_t5_and_ae_draws_the_folders_picture(flux
                                rtol=1e-5, atol=1e-5)
 
 
+def test_without_a_config_the_shipped_real_size_one_is_used_and_a_mismatch_is_explained(flux_files, sd_files):
+    for path, what in ((flux_files["transformer"], "FluxTransformer2DModel"), (sd_files["bare"][0], "UNet2DConditionModel")):
+        with pytest.raises(nodegraph.NodeFailed) as info:  # tiny weights cannot fill the real architectures
+            run(graph({"model": path}, {"model": "x"}, {"model": "x"}), "unet")
+        assert f"cannot load {path.name} as a {what} with the config in" in str(info.value)
+
+
 def test_a_missing_t5_tokenizer_is_named_and_the_hf_cache_supplies_it(flux_files, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
