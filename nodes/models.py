@@ -16,14 +16,24 @@ from ._diffusion_types import DiffusionModel, TextEncoders, Vae
 from ._families import family_of_pipeline
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+TEXT_FAMILIES = ("auto", "sd", "sdxl", "sd3", "flux")  # the families whose text encoders ship as lone files
+VAE_FAMILIES = ("auto", "sd", "sdxl", "sd3", "flux")
+TEXT_ENCODER_NAMES = {"text_encoder", "text_encoder_2", "text_encoder_3"}
 from nodegraph.models import MODEL_HINT  # noqa: E402  (the editor offers files.list_models() for these)
 
 
 def _identity(params, ctx):
     ident = files.identity(params["model"], ctx)
-    if params.get("config"):
-        ident["config"] = files.identity(params["config"], ctx)
+    for name in ("model_2", "model_3", "config"):  # the other files a loader may read
+        if params.get(name):
+            ident[name] = files.identity(params[name], ctx)
     return ident
+
+
+def _config_param(what: str) -> Param:
+    return Param("config", T.STRING, "", hint=MODEL_HINT,
+                 description=f"lone files only: a diffusers folder (or its {what} folder) whose config to use "
+                             f"instead of the shipped one")
 
 
 @node(
@@ -106,17 +116,28 @@ def make_vae(module) -> Vae:
     category="generate/models",
     params=[
         Param("model", T.STRING, "", hint=MODEL_HINT,
-              description="a VAE folder (config.json and weights), or a pipeline folder whose vae/ to use"),
+              description="a VAE folder (config.json and weights), a pipeline folder whose vae/ to use, or a lone "
+                          ".safetensors VAE (sdxl_vae, Flux's ae)"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
+        _config_param("vae"),
+        Param("family", T.ENUM, "auto", choices=VAE_FAMILIES,
+              description="lone files only: whose latent scaling to use; auto: 16 latent channels are Flux's "
+                          "unless the name says sd3, 4 are SD's unless the name says xl"),
     ],
     outputs=[Output("vae", T.VAE)],
     identity=_identity,
 )
-def load_vae(ctx, model, dtype):
+def load_vae(ctx, model, dtype, config, family):
     """Load an AutoencoderKL or AutoencoderDC (DC-AE) on its own, to swap a pipeline's VAE."""
     import diffusers
 
+    from . import _split_files
+
     path = files.resolve(model, ctx)
+    torch_dtype = files.torch_dtype(dtype, ctx.device)
+    if path.is_file():
+        module = _split_files.load_vae(path, files.resolve(config, ctx) if config else None, family, torch_dtype)
+        return {"vae": make_vae(module.to(ctx.device))}
     if (path / "model_index.json").is_file():
         path = path / "vae"
     class_name = files.config_class(path, "a VAE folder")
@@ -124,7 +145,7 @@ def load_vae(ctx, model, dtype):
         raise NodeUserError(f"{path} holds a {class_name}, not an AutoencoderKL or AutoencoderDC")
     cls = getattr(diffusers, class_name)
     try:
-        module = cls.from_pretrained(path, torch_dtype=files.torch_dtype(dtype, ctx.device), local_files_only=True)
+        module = cls.from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True)
     except (OSError, ValueError) as e:
         raise NodeUserError(f"cannot load {path}: {e}") from None
     return {"vae": make_vae(module.to(ctx.device))}
@@ -166,18 +187,25 @@ def _pipeline_parts(path, wanted: set[str], torch_dtype):
     category="generate/models",
     params=[
         Param("model", T.STRING, "", hint=MODEL_HINT,
-              description="a UNet or transformer folder (config.json and weights), or a pipeline folder"),
+              description="a UNet or transformer folder (config.json and weights), a pipeline folder, or a lone "
+                          ".safetensors UNet/transformer (SD 1.x, SDXL, SD3, Flux, Sana)"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
+        _config_param("unet or transformer"),
     ],
     outputs=[Output("model", T.MODEL)],
     identity=_identity,
 )
-def load_denoiser(ctx, model, dtype):
+def load_denoiser(ctx, model, dtype, config):
     """Load only the UNet or transformer, e.g. a fine-tune shared without the rest of its pipeline."""
     import diffusers
 
+    from . import _split_files
+
     path = files.resolve(model, ctx)
     torch_dtype = files.torch_dtype(dtype, ctx.device)
+    if path.is_file():
+        family, module = _split_files.load_denoiser(path, files.resolve(config, ctx) if config else None, torch_dtype)
+        return {"model": DiffusionModel(family, module.to(ctx.device), dict(DEFAULT_SCHEDULERS[family]), str(path))}
     if (path / "model_index.json").is_file():
         pipe = _pipeline_parts(path, {"unet", "transformer", "scheduler"}, torch_dtype)
         family = family_of_pipeline(type(pipe).__name__, str(path))
@@ -204,15 +232,33 @@ def load_denoiser(ctx, model, dtype):
     title="Load Text Encoder",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT, description="a pipeline folder whose text encoder(s) to load"),
+        Param("model", T.STRING, "", hint=MODEL_HINT,
+              description="a pipeline folder whose text encoder(s) to load, or a lone .safetensors text encoder "
+                          "(clip_l, clip_g, t5xxl)"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
+        Param("model_2", T.STRING, "", hint=MODEL_HINT, description="lone files: the second text encoder file"),
+        Param("model_3", T.STRING, "", hint=MODEL_HINT, description="lone files: the third text encoder file"),
+        Param("family", T.ENUM, "auto", choices=TEXT_FAMILIES,
+              description="lone files: sd = CLIP-L; sdxl = CLIP-L + CLIP-G; sd3 = CLIP-L + CLIP-G + T5; "
+                          "flux = CLIP-L + T5; auto: from which files are given"),
+        _config_param("pipeline"),
     ],
     outputs=[Output("text_encoder", T.TEXT_ENCODER)],
     identity=_identity,
 )
-def load_text_encoder(ctx, model, dtype):
-    """Load only a pipeline's text encoder(s) and tokenizer(s), e.g. to pair them with another denoiser."""
+def load_text_encoder(ctx, model, dtype, model_2, model_3, family, config):
+    """Load only a pipeline's text encoder(s) and tokenizer(s), e.g. to pair them with another denoiser, or a
+    family's text encoders from lone files (ComfyUI's models/clip)."""
+    from . import _split_files
+
     path = files.resolve(model, ctx)
+    if path.is_file():
+        paths = [path] + [files.resolve(ref, ctx) for ref in (model_2, model_3) if ref]
+        family, text, options = _split_files.load_text_encoders(
+            paths, family, files.resolve(config, ctx) if config else None, files.torch_dtype(dtype, ctx.device))
+        for name in TEXT_ENCODER_NAMES & set(text):
+            text[name].to(ctx.device)
+        return {"text_encoder": TextEncoders(family, text, " + ".join(str(p) for p in paths), options)}
     if not (path / "model_index.json").is_file():
         raise NodeUserError(f"{path} is not a pipeline folder: text encoders load with their tokenizers from one")
     index = json.loads((path / "model_index.json").read_text())

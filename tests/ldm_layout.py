@@ -19,7 +19,7 @@ def _resnet(name: str, vae: bool) -> str:
     return name
 
 
-def unet_keys(state: dict, layers: int, attention_blocks: list[bool]) -> dict:
+def unet_keys(state: dict, layers: int, attention_blocks: list[bool], prefix: str = "model.diffusion_model.") -> dict:
     out, per = {}, layers + 1
     for key, value in state.items():
         if m := re.match(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
@@ -42,13 +42,14 @@ def unet_keys(state: dict, layers: int, attention_blocks: list[bool]) -> dict:
             new = f"output_blocks.{i * per + layers}.{2 if attention_blocks[i] else 1}.conv.{m[2]}"
         else:
             new = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+                   "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",  # SDXL
                    "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}[key.rsplit(".", 1)[0]]
             new = f"{new}.{key.rsplit('.', 1)[1]}"
-        out[f"model.diffusion_model.{new}"] = value
+        out[f"{prefix}{new}"] = value
     return out
 
 
-def vae_keys(state: dict, blocks: int) -> dict:
+def vae_keys(state: dict, blocks: int, prefix: str = "first_stage_model.") -> dict:
     out = {}
     attention = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
     for key, value in state.items():
@@ -69,7 +70,7 @@ def vae_keys(state: dict, blocks: int) -> dict:
             new = f"decoder.up.{blocks - 1 - int(m[1])}.upsample.conv.{m[2]}"
         else:
             new = key.replace("conv_norm_out", "norm_out")
-        out[f"first_stage_model.{new}"] = value
+        out[f"{prefix}{new}"] = value
     return out
 
 
