@@ -19,11 +19,14 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 from nodegraph.models import MODEL_HINT  # noqa: E402  (the editor offers files.list_models() for these)
 
 
-def _identity(params, ctx):
-    ident = files.identity(params["model"], ctx)
-    if params.get("config"):
-        ident["config"] = files.identity(params["config"], ctx)
-    return ident
+def _identity(kind: str):
+    """A loader's fingerprint data: its model's files (found in ``kind``'s ComfyUI folders too) and config's."""
+    def identity(params, ctx):
+        ident = files.identity(params["model"], ctx, kind)
+        if params.get("config"):
+            ident["config"] = files.identity(params["config"], ctx)
+        return ident
+    return identity
 
 
 @node(
@@ -31,14 +34,14 @@ def _identity(params, ctx):
     title="Load Checkpoint",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT,
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="checkpoints",
               description="a diffusers pipeline folder: a path, a name in the model folders, or hf:org/name"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES, description="auto: float16 on a GPU, float32 on the CPU"),
         Param("config", T.STRING, "", hint="model",
               description="single files only: a diffusers folder whose configs to use instead of the shipped ones"),
     ],
     outputs=[Output("model", T.MODEL), Output("text_encoder", T.TEXT_ENCODER), Output("vae", T.VAE)],
-    identity=_identity,
+    identity=_identity("checkpoints"),
 )
 def load_checkpoint(ctx, model, dtype, config):
     """Load a whole pipeline (a diffusers folder or a single .safetensors file) and split it into its
@@ -47,7 +50,7 @@ def load_checkpoint(ctx, model, dtype, config):
 
     from . import _single_file
 
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "checkpoints")
     torch_dtype = files.torch_dtype(dtype, ctx.device)
     if path.is_file():
         pipe = _single_file.load(path, files.resolve(config, ctx) if config else None, torch_dtype)
@@ -105,18 +108,18 @@ def make_vae(module) -> Vae:
     title="Load VAE",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT,
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="vae",
               description="a VAE folder (config.json and weights), or a pipeline folder whose vae/ to use"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
     ],
     outputs=[Output("vae", T.VAE)],
-    identity=_identity,
+    identity=_identity("vae"),
 )
 def load_vae(ctx, model, dtype):
     """Load an AutoencoderKL or AutoencoderDC (DC-AE) on its own, to swap a pipeline's VAE."""
     import diffusers
 
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "vae")
     if (path / "model_index.json").is_file():
         path = path / "vae"
     class_name = files.config_class(path, "a VAE folder")
@@ -165,18 +168,18 @@ def _pipeline_parts(path, wanted: set[str], torch_dtype):
     title="Load Diffusion Model",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT,
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="diffusion_models",
               description="a UNet or transformer folder (config.json and weights), or a pipeline folder"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
     ],
     outputs=[Output("model", T.MODEL)],
-    identity=_identity,
+    identity=_identity("diffusion_models"),
 )
 def load_denoiser(ctx, model, dtype):
     """Load only the UNet or transformer, e.g. a fine-tune shared without the rest of its pipeline."""
     import diffusers
 
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "diffusion_models")
     torch_dtype = files.torch_dtype(dtype, ctx.device)
     if (path / "model_index.json").is_file():
         pipe = _pipeline_parts(path, {"unet", "transformer", "scheduler"}, torch_dtype)
@@ -204,15 +207,16 @@ def load_denoiser(ctx, model, dtype):
     title="Load Text Encoder",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT, description="a pipeline folder whose text encoder(s) to load"),
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="text_encoders",
+              description="a pipeline folder whose text encoder(s) to load"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
     ],
     outputs=[Output("text_encoder", T.TEXT_ENCODER)],
-    identity=_identity,
+    identity=_identity("text_encoders"),
 )
 def load_text_encoder(ctx, model, dtype):
     """Load only a pipeline's text encoder(s) and tokenizer(s), e.g. to pair them with another denoiser."""
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "text_encoders")
     if not (path / "model_index.json").is_file():
         raise NodeUserError(f"{path} is not a pipeline folder: text encoders load with their tokenizers from one")
     index = json.loads((path / "model_index.json").read_text())
