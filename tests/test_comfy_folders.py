@@ -3,8 +3,8 @@
 import json
 import os
 import re
+import shlex
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from nodegraph import comfyui_paths, models
 from nodegraph.cli import main
 from nodegraph.model_kinds import KINDS
 
+from conftest import REPO
 from test_diffusion_sd import sd_folder, txt2img  # noqa: F401 (fixture)
 
 # The layout of ComfyUI's extra_model_paths.yaml.example: named sections, a base_path, '|' blocks of folders.
@@ -242,6 +243,34 @@ def test_a_workflow_naming_a_comfyui_checkpoint_runs_and_is_found_again_by_hash(
     target.rename(target.parent.parent / "tiny-sd-renamed")  # moved out of SD1.5/ and renamed
     assert main(["run", str(comfy / "w.json"), "--output-dir", str(comfy / "out")]) == 0
     assert f"'SD1.5/tiny-sd' found by its hash at {target.parent.parent / 'tiny-sd-renamed'}" in capsys.readouterr().err
+
+
+def readme_comfyui_command() -> str:
+    text = Path(REPO, "README.md").read_text()
+    section = text[text.index("## Diffusion models"):text.index("## Editor")]
+    [command] = [line.strip() for line in section.splitlines()  # an indented code block
+                 if line.startswith("    ") and line.strip().startswith("NODEGRAPH_COMFYUI=")]
+    return command
+
+
+def test_the_readme_command_for_comfyui_folders_runs(comfy, sd_folder, monkeypatch, tmp_path):  # noqa: F811
+    """Run as written, with $HOME in tmp_path holding a ComfyUI install with a model in models/checkpoints/."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    words = shlex.split(readme_comfyui_command())
+    env = {}
+    while "=" in words[0]:
+        name, value = words.pop(0).split("=", 1)
+        env[name] = os.path.expanduser(value)  # as the shell does for an assignment
+    assert words[0] == "nodegraph" and list(env) == ["NODEGRAPH_COMFYUI"]
+    [model] = [w.split("=", 1)[1] for w in words if w.startswith("checkpoint.model=")]
+    shutil.copytree(sd_folder, Path(env["NODEGRAPH_COMFYUI"]) / "models" / "checkpoints" / model)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    work = tmp_path / "checkout"
+    shutil.copytree(Path(REPO, "workflows"), work / "workflows")
+    monkeypatch.chdir(work)
+    assert main(words[1:]) == 0
+    assert len(list((work / "out").glob("*.png"))) == 1
 
 
 def test_settings_dialog_has_a_comfyui_folder_field(qtbot, tmp_path, monkeypatch):
