@@ -1,17 +1,19 @@
 """Editor preferences and the Settings dialog.
 
 The editor's own choices (device, cache budget, live mode, output folder, recent files) are kept the Qt
-way, in QSettings. Model folders are the exception: they live in the engine's settings file
-(``nodegraph.settings``), so ``nodegraph run`` on the command line finds the same models as the editor.
+way, in QSettings. Model folders and the ComfyUI folder are the exception: they live in the engine's
+settings file (``nodegraph.settings``), so ``nodegraph run`` on the command line finds the same models.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
-                               QFormLayout, QHBoxLayout, QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
+                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout,
+                               QWidget)
 
 from nodegraph import settings as engine_settings
 
@@ -65,9 +67,24 @@ class Preferences:
         data["model_folders"] = list(dict.fromkeys(folders))
         engine_settings.save_settings(data)
 
+    @staticmethod
+    def comfyui_folder() -> str:
+        value = engine_settings.load_settings().get("comfyui")
+        return value if isinstance(value, str) else ""
+
+    @staticmethod
+    def set_comfyui_folder(path: str) -> None:
+        """Store the ComfyUI install to search (an empty path removes the setting)."""
+        data = engine_settings.load_settings()
+        if path.strip():
+            data["comfyui"] = path.strip()
+        else:
+            data.pop("comfyui", None)
+        engine_settings.save_settings(data)
+
 
 class SettingsDialog(QDialog):
-    """Model folders, device, cache budget, live mode default and output folder."""
+    """Model folders, the ComfyUI folder, device, cache budget, live mode default and output folder."""
 
     def __init__(self, prefs: Preferences, parent=None):
         super().__init__(parent)
@@ -87,6 +104,23 @@ class SettingsDialog(QDialog):
         row.addWidget(remove)
         row.addStretch(1)
         box.addLayout(row)
+        self.comfyui = QLineEdit(prefs.comfyui_folder())
+        self.comfyui.setPlaceholderText("its models/ and extra_model_paths.yaml are searched")
+        self.comfyui.setMinimumWidth(340)  # room for a path
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._choose_comfyui)
+        comfy_box = QWidget()
+        comfy_col = QVBoxLayout(comfy_box)
+        comfy_col.setContentsMargins(0, 0, 0, 0)
+        comfy_row = QHBoxLayout()
+        comfy_row.addWidget(self.comfyui, 1)
+        comfy_row.addWidget(browse)
+        comfy_col.addLayout(comfy_row)
+        overridden = os.environ.get(engine_settings.COMFYUI_ENV)
+        if overridden:  # say why the field seems not to count
+            note = QLabel(f"{engine_settings.COMFYUI_ENV}={overridden} is set and wins over this field")
+            note.setWordWrap(True)
+            comfy_col.addWidget(note)
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
         self.device.setCurrentText(prefs.device())
@@ -97,6 +131,7 @@ class SettingsDialog(QDialog):
         self.output = QLineEdit(prefs.output_dir())
         form = QFormLayout(self)
         form.addRow("Model folders", folder_box)
+        form.addRow("ComfyUI folder", comfy_box)
         form.addRow("Device", self.device)
         form.addRow("Cache budget", self.cache)
         form.addRow("Live mode", self.live)
@@ -113,8 +148,14 @@ class SettingsDialog(QDialog):
     def _choose_folder(self) -> None:
         self.add_folder(QFileDialog.getExistingDirectory(self, "Add a model folder"))
 
+    def _choose_comfyui(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a ComfyUI folder", self.comfyui.text())
+        if path:
+            self.comfyui.setText(path)
+
     def save(self) -> None:
         """Store what the dialog shows (called on OK)."""
         self.prefs.set_model_folders([self.folders.item(i).text() for i in range(self.folders.count())])
+        self.prefs.set_comfyui_folder(self.comfyui.text())
         self.prefs.set(device=self.device.currentText(), cache_gib=self.cache.value(), live_mode=self.live.isChecked(),
                        output_dir=self.output.text().strip() or "output")

@@ -481,7 +481,10 @@ class MainWindow(QMainWindow):
             row.setContentsMargins(0, 0, 0, 0)
             combo = QComboBox()
             combo.setEditable(True)
-            combo.addItems(models.available())  # the configured model folders' models, by name
+            try:  # the model folders' models by name, and the ComfyUI folders' of the parameter's kind
+                combo.addItems(models.available(param.kind or None))
+            except nodegraph.NodegraphError as e:  # e.g. a broken extra_model_paths.yaml: say so, keep editing
+                self._warn(str(e))
             combo.setCurrentText(value)
             combo.currentTextChanged.connect(set_)
             browse = QPushButton("…")

@@ -1,10 +1,12 @@
 """Model references: resolving them, recording them by hash, and finding them again on another machine.
 
 A parameter declared with ``hint="model"`` names a model: a path (relative to the workflow file), a name
-in the configured model folders, or ``hf:org/name`` in the local Hugging Face cache. ``record`` stores,
-for each such parameter, the model's name, size and sha256 in the workflow's metadata; ``check`` says which
-models are missing and, for a renamed or moved file, finds it in the model folders by its hash. Hashes are
-computed once per file and remembered by path, size and modification time.
+in the configured model folders, a ComfyUI name in the folders of the parameter's ``kind`` (from a ComfyUI
+install and its extra_model_paths.yaml: see ``comfyui_paths``), or ``hf:org/name`` in the local Hugging
+Face cache. A lone pickle file (.ckpt, .pt, ...) is refused, never opened: loading one can run code.
+``record`` stores, for each such parameter, the model's name, size and sha256 in the workflow's metadata;
+``check`` says which models are missing and, for a renamed or moved file, finds it in the model folders
+by its hash. Hashes are computed once per file and remembered by path, size and modification time.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import comfyui_paths
 from .errors import NodegraphError, Problem
 from .files import atomic_write
+from .model_kinds import KINDS, PICKLE_SUFFIXES, canonical
 from .settings import bundled_model_folder, model_folders
 
 HF_PREFIX = "hf:"
@@ -29,8 +33,15 @@ class ModelNotFound(NodegraphError):
     pass
 
 
-def resolve(ref: str, base_dir: Path | None = None) -> Path:
-    """A model reference -> a local path, or :class:`ModelNotFound` saying where it looked."""
+class ModelRefused(ModelNotFound):
+    """The model was found, but in a format that is never opened here (a pickle)."""
+
+
+def resolve(ref: str, base_dir: Path | None = None, kind: str | None = None) -> Path:
+    """A model reference -> a local path, or :class:`ModelNotFound` saying where it looked.
+
+    In order: ``hf:`` names, a path (relative to ``base_dir``), a name in the model folders, then a
+    ComfyUI name in the ComfyUI folders of ``kind`` (subfolders included)."""
     ref = ref.strip()
     if not ref:
         raise ModelNotFound("no model chosen")
@@ -40,13 +51,31 @@ def resolve(ref: str, base_dir: Path | None = None) -> Path:
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     if path.exists():
-        return path
+        return _openable(path)
     searched = model_folders()
     for folder in searched:
         if (folder / ref).exists():
-            return folder / ref
+            return _openable(folder / ref)
     where = ", ".join(str(f) for f in searched) or "no model folders configured"
+    comfy = comfyui_paths.folders_of(kind) if kind else []
+    name = comfyui_paths.comfy_name(ref)
+    for folder in comfy if name is not None else ():
+        if (folder / name).exists():
+            return _openable(folder / name)
+    if comfy:
+        where += f"; ComfyUI {canonical(kind)} folders: " + ", ".join(str(f) for f in comfy)
     raise ModelNotFound(f"model {ref!r} not found (looked at {path} and in: {where})")
+
+
+def _openable(path: Path) -> Path:
+    """``path``, unless it is a lone pickle file: those can run code when loaded, so they are never opened.
+    (A diffusers folder holding .bin files is fine: diffusers reads those with weights_only.)"""
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelRefused(
+            f"{path}: model files are read only as .safetensors; {path.suffix} files are pickles, which can "
+            "run code when opened, so this one is not opened: convert it to .safetensors (for example with "
+            "safetensors.torch.save_file on the tensors of torch.load(path, weights_only=True))")
+    return path
 
 
 def _from_hf_cache(repo_id: str) -> Path:
@@ -64,8 +93,9 @@ def _from_hf_cache(repo_id: str) -> Path:
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
-def available() -> list[str]:
-    """Model names in the configured folders (for pickers): model folders and weight files."""
+def available(kind: str | None = None) -> list[str]:
+    """Model names for pickers: the model folders' models and weight files (demo models first), then,
+    given a ``kind``, that kind's ComfyUI names (relative paths with ``/``, as ComfyUI lists them)."""
     names = []
     folders, bundled = model_folders(), bundled_model_folder()
     if bundled in folders:  # the demo models come first in pickers (a user's model of the same name still wins)
@@ -74,10 +104,15 @@ def available() -> list[str]:
         if not folder.is_dir():
             continue
         for entry in sorted(folder.iterdir()):
-            if entry.is_dir() and ((entry / "model_index.json").exists() or (entry / "config.json").exists()):
+            if entry.is_dir() and comfyui_paths.is_model_folder(entry):
                 names.append(entry.name)
             elif entry.suffix in WEIGHT_SUFFIXES:
                 names.append(entry.name)
+    if kind:
+        suffixes = KINDS[canonical(kind)].suffixes if canonical(kind) in KINDS else WEIGHT_SUFFIXES
+        found = (name for folder in comfyui_paths.folders_of(kind)
+                 for name, _ in comfyui_paths.models_in(folder, suffixes))
+        names += sorted(set(found))  # one sorted list over all the kind's folders, as ComfyUI shows it
     return list(dict.fromkeys(names))
 
 
@@ -153,6 +188,11 @@ def _save_hash_cache(cache: dict) -> None:
 
 def references(workflow) -> dict[str, str]:
     """``"node.param" -> reference`` for every model parameter not fed by a link."""
+    return {where: ref for where, (ref, _) in _model_params(workflow).items()}
+
+
+def _model_params(workflow) -> dict[str, tuple[str, str]]:
+    """``"node.param" -> (reference, kind)`` for every model parameter not fed by a link."""
     linked = {(l.target, l.input) for l in workflow.links}
     refs = {}
     for node in workflow.nodes.values():
@@ -162,7 +202,7 @@ def references(workflow) -> dict[str, str]:
         for param in node_type.params:
             value = node.params.get(param.name)
             if param.hint == MODEL_HINT and value and (node.id, param.name) not in linked:
-                refs[f"{node.id}.{param.name}"] = value
+                refs[f"{node.id}.{param.name}"] = (value, param.kind)
     return refs
 
 
@@ -170,11 +210,11 @@ def record(workflow) -> dict[str, dict]:
     """Store name, size and sha256 of every model the workflow can resolve in ``metadata["models"]``."""
     cache = _load_hash_cache()
     records = dict(workflow.metadata.get(METADATA_KEY) or {})
-    for where, ref in references(workflow).items():
+    for where, (ref, kind) in _model_params(workflow).items():
         try:
-            records[where] = describe(resolve(ref, workflow.base_dir), cache).to_json()
-        except ModelNotFound:
-            continue  # keep what an earlier machine recorded
+            records[where] = describe(resolve(ref, workflow.base_dir, kind), cache).to_json()
+        except NodegraphError:
+            continue  # keep what an earlier machine recorded (check() reports why it is not found)
     _save_hash_cache(cache)
     refs = references(workflow)
     workflow.metadata[METADATA_KEY] = {k: v for k, v in sorted(records.items()) if k in refs}
@@ -189,13 +229,19 @@ def check(workflow, relink: bool = True) -> tuple[list[Problem], list[str]]:
     problems, notes = [], []
     recorded = workflow.metadata.get(METADATA_KEY) or {}
     candidates = None
-    for where, ref in references(workflow).items():
+    for where, (ref, kind) in _model_params(workflow).items():
+        node_id, param = where.split(".", 1)
         try:
-            resolve(ref, workflow.base_dir)
+            resolve(ref, workflow.base_dir, kind)
+            continue
+        except ModelRefused as e:  # found, but never to be opened: no other copy would be better
+            problems.append(Problem(str(e), node_id, param))
             continue
         except ModelNotFound as e:
             missing = str(e)
-        node_id, param = where.split(".", 1)
+        except NodegraphError as e:  # the folders to look in cannot be read (a broken extra_model_paths.yaml)
+            problems.append(Problem(str(e), node_id, param))
+            continue
         want = recorded.get(where)
         if isinstance(want, dict) and want.get("sha256"):
             if candidates is None:
@@ -213,11 +259,16 @@ def check(workflow, relink: bool = True) -> tuple[list[Problem], list[str]]:
 
 
 def _candidates() -> list[Path]:
+    """Everything a renamed model could now be: the model folders' entries and every ComfyUI kind folder's models."""
     found = []
     for folder in model_folders():
         if folder.is_dir():
             found.extend(sorted(folder.iterdir()))
-    return found
+    for kind, folders in comfyui_paths.all_folders().items():
+        suffixes = KINDS[kind].suffixes if kind in KINDS else WEIGHT_SUFFIXES
+        for folder in folders:
+            found.extend(path for _, path in comfyui_paths.models_in(folder, suffixes))
+    return list(dict.fromkeys(found))
 
 
 def _find_by_hash(want: dict, candidates: list[Path]) -> Path | None:

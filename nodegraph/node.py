@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from .model_kinds import KINDS
 from .types import SCALAR_TYPES, PortType
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,7 +45,10 @@ class Param:
     """A widget value stored in the workflow; a link may feed it instead.
 
     ``hint`` tells the editor which widget fits beyond the type: ``"file"``
-    (an input file picker), ``"multiline"``, ``"color"`` (``#rrggbb``).
+    (an input file picker), ``"multiline"``, ``"color"`` (``#rrggbb``), ``"model"``
+    (a model picker). With ``hint="model"``, ``kind`` names the kind of model as
+    ComfyUI does (``"checkpoints"``, ``"loras"``, ...: ``nodegraph.model_kinds``),
+    so ComfyUI names resolve in that kind's folders and the picker lists that kind.
     """
 
     name: str
@@ -56,6 +60,7 @@ class Param:
     choices: tuple[str, ...] = ()
     hint: str = ""
     description: str = ""
+    kind: str = ""
 
     def coerce(self, value: Any) -> Any:
         """Return ``value`` in canonical form, or raise ``ValueError`` saying why not."""
@@ -139,6 +144,9 @@ class NodeType:
             if p.type not in SCALAR_TYPES:
                 raise ValueError(f"{self.id}: parameter {p.name} has non-scalar type {p.type}")
             p.coerce(p.default)  # a default outside its own range is a bug in the declaration
+            if p.kind and (p.hint != "model" or p.kind not in KINDS):
+                raise ValueError(f"{self.id}: parameter {p.name} has kind {p.kind!r}: a kind goes with "
+                                 f"hint='model' and is one of {', '.join(KINDS)}")
 
     def input(self, name: str) -> Input | None:
         return next((i for i in self.inputs if i.name == name), None)
@@ -162,7 +170,7 @@ class NodeType:
 
         def param(p: Param) -> dict[str, Any]:
             d = {"name": p.name, "type": str(p.type), "default": p.default}
-            for key in ("min", "max", "step", "hint", "description"):
+            for key in ("min", "max", "step", "hint", "kind", "description"):
                 if getattr(p, key) not in (None, ""):
                     d[key] = getattr(p, key)
             if p.choices:

@@ -5,6 +5,10 @@ One JSON file, so a headless run sees the model folders the editor was told abou
 ``$NODEGRAPH_MODEL_PATHS`` (folders separated by ``os.pathsep``) adds folders before the file's. The demo
 models that ship inside the package (``nodegraph_demo/models``) are searched last, so a user's own model of
 the same name wins, but they are listed first in the pickers.
+
+A ComfyUI install (``comfyui`` in the file, or ``$NODEGRAPH_COMFYUI``, which wins) adds its model folders
+per kind, with those its ``extra_model_paths.yaml`` lists; ``comfyui_extra_paths`` (or
+``$NODEGRAPH_COMFYUI_EXTRA_PATHS``) names more such yaml files. ``nodegraph.comfyui_paths`` reads them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from .errors import NodegraphError
 from .files import atomic_write
 
 MODEL_PATHS_ENV = "NODEGRAPH_MODEL_PATHS"
+COMFYUI_ENV = "NODEGRAPH_COMFYUI"
+COMFYUI_EXTRA_PATHS_ENV = "NODEGRAPH_COMFYUI_EXTRA_PATHS"
 
 
 def settings_path() -> Path:
@@ -65,3 +71,27 @@ def model_folders() -> list[Path]:
     bundled = bundled_model_folder()
     paths = [Path(p).expanduser() for p in dict.fromkeys(folders)]
     return paths + ([bundled] if bundled is not None and bundled not in paths else [])
+
+
+def comfyui_folder() -> Path | None:
+    """The ComfyUI install whose model folders are searched: ``$NODEGRAPH_COMFYUI``, else the ``comfyui``
+    setting; None when neither is set."""
+    value = os.environ.get(COMFYUI_ENV) or load_settings().get("comfyui") or ""
+    if not isinstance(value, str):
+        raise NodegraphError(f"settings file {settings_path()}: 'comfyui' must be the path of a ComfyUI folder")
+    return Path(value.strip()).expanduser() if value.strip() else None
+
+
+def comfyui_extra_paths() -> list[Path]:
+    """Standalone extra_model_paths.yaml files: ``$NODEGRAPH_COMFYUI_EXTRA_PATHS`` (several separated by
+    ``os.pathsep``), else the ``comfyui_extra_paths`` setting (one path, or a list)."""
+    env = os.environ.get(COMFYUI_EXTRA_PATHS_ENV, "")
+    if env:
+        values = env.split(os.pathsep)
+    else:
+        values = load_settings().get("comfyui_extra_paths") or []
+        values = [values] if isinstance(values, str) else values
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise NodegraphError(f"settings file {settings_path()}: 'comfyui_extra_paths' must be the path of an "
+                                 "extra_model_paths.yaml, or a list of them")
+    return [Path(v.strip()).expanduser() for v in dict.fromkeys(values) if v.strip()]

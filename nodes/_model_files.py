@@ -1,4 +1,5 @@
-"""Finding model files: a path, a name in the configured model folders, or a repo in the Hugging Face cache.
+"""Finding model files: a path, a name in the configured model folders, a ComfyUI name in the ComfyUI
+folders of the parameter's kind, or a repo in the Hugging Face cache.
 
 Nothing here touches the network: the Hugging Face cache is read with ``local_files_only=True``.
 """
@@ -11,12 +12,13 @@ from pathlib import Path
 from nodegraph import NodeUserError, models
 
 
-def resolve(ref: str, ctx) -> Path:
-    """A model reference -> a local path: ``hf:org/name``, a path (relative to the workflow), or a name.
-    Every loader calls this just before loading, so it also quiets the libraries' loading bars."""
+def resolve(ref: str, ctx, kind: str | None = None) -> Path:
+    """A model reference -> a local path: ``hf:org/name``, a path (relative to the workflow), or a name
+    (ComfyUI names too, given the parameter's ``kind``). Every loader calls this just before loading, so
+    it also quiets the libraries' loading bars."""
     _quiet_loading_bars()
     try:
-        return models.resolve(ref, ctx.input_path("."))
+        return models.resolve(ref, ctx.input_path("."), kind)
     except models.ModelNotFound as e:
         raise NodeUserError(str(e).replace("no model chosen", "no model chosen: set 'model'")) from None
 
@@ -33,10 +35,10 @@ def _quiet_loading_bars() -> None:
     warnings.filterwarnings("ignore", message="`torch_dtype` is deprecated", category=FutureWarning)
 
 
-def identity(ref: str, ctx) -> dict:
+def identity(ref: str, ctx, kind: str | None = None) -> dict:
     """What makes a loaded model the same model: each weight file's path, size and modification time."""
     try:
-        path = resolve(ref, ctx)
+        path = resolve(ref, ctx, kind)
     except NodeUserError as e:
         return {"ref": ref, "missing": str(e)}
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -50,9 +52,10 @@ def identity(ref: str, ctx) -> dict:
     return {"path": str(path.resolve()), "files": stats}
 
 
-def list_models() -> list[str]:
-    """Names the loader's picker offers: diffusers folders and weight files in the model folders."""
-    return models.available()
+def list_models(kind: str | None = None) -> list[str]:
+    """Names the loader's picker offers: diffusers folders and weight files in the model folders, and
+    given a ``kind``, that kind's models in the ComfyUI folders."""
+    return models.available(kind)
 
 
 def config_class(path: Path, what: str) -> str:

@@ -23,17 +23,18 @@ LATENT_CONTROL = {"SD3ControlNetModel", "FluxControlNetModel"}  # they see the c
     title="Load ControlNet",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint="model", description="a diffusers ControlNet folder, a name, or hf:org/name"),
+        Param("model", T.STRING, "", hint="model", kind="controlnet",
+              description="a diffusers ControlNet folder, a name, or hf:org/name"),
         Param("dtype", T.ENUM, "auto", choices=("auto", "float32", "float16", "bfloat16")),
     ],
     outputs=[Output("controlnet", T.CONTROLNET)],
-    identity=lambda params, ctx: files.identity(params["model"], ctx),
+    identity=lambda params, ctx: files.identity(params["model"], ctx, "controlnet"),
 )
 def load_controlnet(ctx, model, dtype):
     """Load a ControlNet saved in the diffusers layout (config.json and weights)."""
     import diffusers
 
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "controlnet")
     class_name = files.config_class(path, "a ControlNet folder")
     if class_name not in CONTROLNET_CLASSES:
         raise NodeUserError(f"{path} holds a {class_name}; supported ControlNets: {', '.join(CONTROLNET_CLASSES)}")

@@ -45,7 +45,7 @@ class Encoder:
 
 
 def _identity(params, ctx):
-    return files.identity(params["model"], ctx)
+    return files.identity(params["model"], ctx, "clip_vision")
 
 
 def _load(path, torch_dtype, device) -> Encoder:
@@ -127,7 +127,7 @@ def _image_features(encoder: Encoder, image):
     title="Load Image Encoder",
     category="analyze/encoders",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT, description=MODEL_DESCRIPTION),
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="clip_vision", description=MODEL_DESCRIPTION),
         Param("dtype", T.ENUM, "auto", choices=DTYPES, description="auto: float16 on a GPU, float32 on the CPU"),
     ],
     outputs=[Output("encoder", T.IMAGE_ENCODER)],
@@ -135,7 +135,8 @@ def _image_features(encoder: Encoder, image):
 )
 def load_image_encoder(ctx, model, dtype):
     """Load a CLIP, SigLIP or DINOv2 image encoder (with its image processor and, if any, its tokenizer)."""
-    return {"encoder": _load(files.resolve(model, ctx), files.torch_dtype(dtype, ctx.device), ctx.device)}
+    path = files.resolve(model, ctx, "clip_vision")
+    return {"encoder": _load(path, files.torch_dtype(dtype, ctx.device), ctx.device)}
 
 
 @node(

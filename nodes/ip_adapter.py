@@ -45,11 +45,12 @@ def _read(path):
         Input("image", T.IMAGE, description="the reference picture"),
     ],
     params=[
-        Param("ip_adapter", T.STRING, "", hint=MODEL_HINT, description="an IP-Adapter .safetensors file"),
+        Param("ip_adapter", T.STRING, "", hint=MODEL_HINT, kind="ipadapter",
+              description="an IP-Adapter .safetensors file"),
         Param("scale", T.FLOAT, 0.6, min=0.0, max=2.0, step=0.05),
     ],
     outputs=[Output("conditioning", T.CONDITIONING)],
-    identity=lambda params, ctx: files.identity(params["ip_adapter"], ctx),
+    identity=lambda params, ctx: files.identity(params["ip_adapter"], ctx, "ipadapter"),
 )
 def apply_ip_adapter(ctx, conditioning, encoder, image, ip_adapter, scale):
     """Make the picture look like a reference picture (style, subject), with an SD or SDXL model."""
@@ -57,7 +58,7 @@ def apply_ip_adapter(ctx, conditioning, encoder, image, ip_adapter, scale):
 
     if conditioning.family not in ("sd", "sdxl"):
         raise NodeUserError("IP-Adapter works with SD 1.x/2.x and SDXL models here")
-    path = files.resolve(ip_adapter, ctx)
+    path = files.resolve(ip_adapter, ctx, "ipadapter")
     state = _read(path)
     model = encoder.model
     pixels = encoder.processor(images=to_pil(image)[:1], return_tensors="pt").pixel_values

@@ -51,19 +51,20 @@ def _weights_file(path: Path) -> Path:
     category="generate/models",
     inputs=[Input("model", T.MODEL), Input("text_encoder", T.TEXT_ENCODER, optional=True)],
     params=[
-        Param("lora", T.STRING, "", hint="model", description="a LoRA .safetensors file (or a folder holding one)"),
+        Param("lora", T.STRING, "", hint="model", kind="loras",
+              description="a LoRA .safetensors file (or a folder holding one)"),
         Param("strength", T.FLOAT, 1.0, min=-4.0, max=4.0, step=0.05, description="on the denoiser"),
         Param("text_strength", T.FLOAT, 1.0, min=-4.0, max=4.0, step=0.05, description="on the text encoder(s)"),
     ],
     outputs=[Output("model", T.MODEL), Output("text_encoder", T.TEXT_ENCODER)],
-    identity=lambda params, ctx: files.identity(params["lora"], ctx),
+    identity=lambda params, ctx: files.identity(params["lora"], ctx, "loras"),
 )
 def load_lora(ctx, model, text_encoder, lora, strength, text_strength):
     """Apply a LoRA to a model and, where the file has text-encoder weights, to its text encoder."""
     from safetensors.torch import load_file
 
     family = FAMILIES[model.family]
-    weights = _weights_file(files.resolve(lora, ctx))
+    weights = _weights_file(files.resolve(lora, ctx, "loras"))
     st = weights.stat()
     name = "lora_" + hashlib.sha1(f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
     components = {family.denoiser_name: model.denoiser}

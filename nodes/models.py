@@ -22,12 +22,15 @@ TEXT_ENCODER_NAMES = {"text_encoder", "text_encoder_2", "text_encoder_3"}
 from nodegraph.models import MODEL_HINT  # noqa: E402  (the editor offers files.list_models() for these)
 
 
-def _identity(params, ctx):
-    ident = files.identity(params["model"], ctx)
-    for name in ("model_2", "model_3", "config"):  # the other files a loader may read
-        if params.get(name):
-            ident[name] = files.identity(params[name], ctx)
-    return ident
+def _identity(kind: str):
+    """A loader's fingerprint data: each file it reads (the model found in ``kind``'s ComfyUI folders too)."""
+    def identity(params, ctx):
+        ident = files.identity(params["model"], ctx, kind)
+        for name in ("model_2", "model_3", "config"):  # the other files a loader may read
+            if params.get(name):
+                ident[name] = files.identity(params[name], ctx, kind if name != "config" else None)
+        return ident
+    return identity
 
 
 def _config_param(what: str) -> Param:
@@ -41,14 +44,14 @@ def _config_param(what: str) -> Param:
     title="Load Checkpoint",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT,
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="checkpoints",
               description="a diffusers pipeline folder: a path, a name in the model folders, or hf:org/name"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES, description="auto: float16 on a GPU, float32 on the CPU"),
         Param("config", T.STRING, "", hint="model",
               description="single files only: a diffusers folder whose configs to use instead of the shipped ones"),
     ],
     outputs=[Output("model", T.MODEL), Output("text_encoder", T.TEXT_ENCODER), Output("vae", T.VAE)],
-    identity=_identity,
+    identity=_identity("checkpoints"),
 )
 def load_checkpoint(ctx, model, dtype, config):
     """Load a whole pipeline (a diffusers folder or a single .safetensors file) and split it into its
@@ -57,7 +60,7 @@ def load_checkpoint(ctx, model, dtype, config):
 
     from . import _single_file
 
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "checkpoints")
     torch_dtype = files.torch_dtype(dtype, ctx.device)
     if path.is_file():
         pipe = _single_file.load(path, files.resolve(config, ctx) if config else None, torch_dtype)
@@ -115,7 +118,7 @@ def make_vae(module) -> Vae:
     title="Load VAE",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT,
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="vae",
               description="a VAE folder (config.json and weights), a pipeline folder whose vae/ to use, or a lone "
                           ".safetensors VAE (sdxl_vae, Flux's ae)"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
@@ -125,7 +128,7 @@ def make_vae(module) -> Vae:
                           "unless the name says sd3, 4 are SD's unless the name says xl"),
     ],
     outputs=[Output("vae", T.VAE)],
-    identity=_identity,
+    identity=_identity("vae"),
 )
 def load_vae(ctx, model, dtype, config, family):
     """Load an AutoencoderKL or AutoencoderDC (DC-AE) on its own, to swap a pipeline's VAE."""
@@ -133,7 +136,7 @@ def load_vae(ctx, model, dtype, config, family):
 
     from . import _split_files
 
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "vae")
     torch_dtype = files.torch_dtype(dtype, ctx.device)
     if path.is_file():
         module = _split_files.load_vae(path, files.resolve(config, ctx) if config else None, family, torch_dtype)
@@ -186,14 +189,14 @@ def _pipeline_parts(path, wanted: set[str], torch_dtype):
     title="Load Diffusion Model",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT,
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="diffusion_models",
               description="a UNet or transformer folder (config.json and weights), a pipeline folder, or a lone "
                           ".safetensors UNet/transformer (SD 1.x, SDXL, SD3, Flux, Sana)"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
         _config_param("unet or transformer"),
     ],
     outputs=[Output("model", T.MODEL)],
-    identity=_identity,
+    identity=_identity("diffusion_models"),
 )
 def load_denoiser(ctx, model, dtype, config):
     """Load only the UNet or transformer, e.g. a fine-tune shared without the rest of its pipeline."""
@@ -201,7 +204,7 @@ def load_denoiser(ctx, model, dtype, config):
 
     from . import _split_files
 
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "diffusion_models")
     torch_dtype = files.torch_dtype(dtype, ctx.device)
     if path.is_file():
         family, module = _split_files.load_denoiser(path, files.resolve(config, ctx) if config else None, torch_dtype)
@@ -232,28 +235,30 @@ def load_denoiser(ctx, model, dtype, config):
     title="Load Text Encoder",
     category="generate/models",
     params=[
-        Param("model", T.STRING, "", hint=MODEL_HINT,
+        Param("model", T.STRING, "", hint=MODEL_HINT, kind="text_encoders",
               description="a pipeline folder whose text encoder(s) to load, or a lone .safetensors text encoder "
                           "(clip_l, clip_g, t5xxl)"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
-        Param("model_2", T.STRING, "", hint=MODEL_HINT, description="lone files: the second text encoder file"),
-        Param("model_3", T.STRING, "", hint=MODEL_HINT, description="lone files: the third text encoder file"),
+        Param("model_2", T.STRING, "", hint=MODEL_HINT, kind="text_encoders",
+              description="lone files: the second text encoder file"),
+        Param("model_3", T.STRING, "", hint=MODEL_HINT, kind="text_encoders",
+              description="lone files: the third text encoder file"),
         Param("family", T.ENUM, "auto", choices=TEXT_FAMILIES,
               description="lone files: sd = CLIP-L; sdxl = CLIP-L + CLIP-G; sd3 = CLIP-L + CLIP-G + T5; "
                           "flux = CLIP-L + T5; auto: from which files are given"),
         _config_param("pipeline"),
     ],
     outputs=[Output("text_encoder", T.TEXT_ENCODER)],
-    identity=_identity,
+    identity=_identity("text_encoders"),
 )
 def load_text_encoder(ctx, model, dtype, model_2, model_3, family, config):
     """Load only a pipeline's text encoder(s) and tokenizer(s), e.g. to pair them with another denoiser, or a
     family's text encoders from lone files (ComfyUI's models/clip)."""
     from . import _split_files
 
-    path = files.resolve(model, ctx)
+    path = files.resolve(model, ctx, "text_encoders")
     if path.is_file():
-        paths = [path] + [files.resolve(ref, ctx) for ref in (model_2, model_3) if ref]
+        paths = [path] + [files.resolve(ref, ctx, "text_encoders") for ref in (model_2, model_3) if ref]
         family, text, options = _split_files.load_text_encoders(
             paths, family, files.resolve(config, ctx) if config else None, files.torch_dtype(dtype, ctx.device))
         for name in TEXT_ENCODER_NAMES & set(text):
