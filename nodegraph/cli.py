@@ -290,6 +290,7 @@ def _cmd_import(args) -> int:
         return 1
     source = Path(args.file)
     output = Path(args.output) if args.output else source.with_name(source.stem + ".nodegraph.json")
+    nodegraph.rebase(workflow, output.resolve().parent)  # a picture beside the ComfyUI file is still found
     try:
         nodegraph.save(workflow, output)
     except OSError as e:
@@ -317,7 +318,11 @@ def _cmd_export(args) -> int:
     from nodegraph.files import atomic_write
 
     try:
-        workflow = nodegraph.load(args.workflow)
+        workflow = nodegraph.load(args.workflow, strict=False)
+        problems = [p for p in workflow.problems  # a ComfyUI placeholder goes back out as its own class
+                    if p.node not in workflow.nodes or not workflow.nodes[p.node].type.startswith(comfy.PLACEHOLDER)]
+        if problems:
+            raise nodegraph.WorkflowInvalid(problems, args.workflow)
         notes: list[str] = []
         text = json.dumps(comfy.export_api(workflow, notes), indent=2) + "\n"
     except nodegraph.WorkflowInvalid as e:

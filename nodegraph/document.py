@@ -48,7 +48,7 @@ def load(path: str | os.PathLike, registry: Registry | None = None, strict: bool
         doc = _document_from_png(path)
     else:
         doc = _parse_json(_decode(data, path), str(path))
-    workflow = from_document(doc, registry=registry, source=str(path), strict=strict)
+    workflow = from_document(doc, registry=registry, source=str(path), strict=strict, base_dir=path.resolve().parent)
     workflow.base_dir = path.resolve().parent
     return workflow
 
@@ -59,14 +59,14 @@ def loads(text: str, registry: Registry | None = None, source: str = "<workflow>
 
 
 def from_document(doc: dict, registry: Registry | None = None, source: str = "<workflow>",
-                  strict: bool = True) -> Workflow:
+                  strict: bool = True, base_dir: Path | None = None) -> Workflow:
     """A workflow from a parsed document. A ComfyUI workflow is converted first; ``workflow.imported``
     then holds the import report (what mapped, what did not and why), else it is None."""
     from . import comfy
 
     report = None
     if comfy.kind(doc):
-        doc, report = comfy.import_document(doc, source)
+        doc, report = comfy.import_document(doc, source, base_dir)
     try:
         doc = upgrade(doc)
     except WorkflowFileError as e:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..errors import NodegraphError
 from ..migrations import FORMAT, VERSION
 from .graph import CNode, ComfyGraph
 from .table import BUILT, PRIMITIVES, SEED_WIDGETS, TABLE, WIDGETS, Spec, name_widgets
@@ -38,9 +40,32 @@ class Report:
                 "notes": self.notes, "output": output}
 
 
-def convert(graph: ComfyGraph) -> tuple[dict, Report]:
-    """Our workflow document (a dict ready for ``document.from_dict``) and the report."""
-    return _Converter(graph).run()
+def convert(graph: ComfyGraph, base_dir: Path | None = None) -> tuple[dict, Report]:
+    """Our workflow document (a dict ready for ``document.from_dict``) and the report. ``base_dir`` is the
+    folder of the file converted: a picture a Load Image names is looked for there, then in the ComfyUI
+    install's input folder."""
+    return _Converter(graph, base_dir).run()
+
+
+ANNOTATED = re.compile(r"^(.*?)\s*\[(input|output|temp)\]$")  # ComfyUI's "name.png [output]"
+
+
+def comfy_picture(name: str, base_dir: Path | None) -> str:
+    """Where a ComfyUI Load Image's picture is: beside the workflow (kept relative), else in the ComfyUI
+    install's input (or output, temp) folder (made absolute), else the name as written."""
+    from ..settings import comfyui_folder
+
+    match = ANNOTATED.match(name)
+    bare, folder = (match[1], match[2]) if match else (name, "input")
+    if base_dir is not None and (base_dir / bare).is_file():
+        return bare
+    try:
+        install = comfyui_folder()
+    except NodegraphError:
+        install = None
+    if install is not None and (install / folder / bare).is_file():
+        return str((install / folder / bare).resolve())
+    return bare
 
 
 def our_id(comfy_id: str) -> str:
@@ -48,8 +73,8 @@ def our_id(comfy_id: str) -> str:
 
 
 class _Converter:
-    def __init__(self, graph: ComfyGraph):
-        self.graph = graph
+    def __init__(self, graph: ComfyGraph, base_dir: Path | None):
+        self.graph, self.base_dir = graph, base_dir
         self.report = Report(graph.format, notes=list(graph.notes))
         self.nodes: list[dict] = []
         self.used_ids: set[str] = set()
@@ -139,7 +164,7 @@ class _Converter:
         if spec.derive:
             params.update(spec.derive(values, notes))
         node_id = self.node(cnode, spec.type, params)
-        known = set(spec.inputs)
+        known = set(spec.inputs) | {out[1:] for out in spec.outputs if out and out.startswith("=")}
         for comfy_input, port in spec.inputs.items():
             self.feed(cnode, comfy_input, node_id, port)
         for name, target in spec.params.items():
@@ -184,7 +209,7 @@ class _Converter:
     build_EmptySD3LatentImage = build_EmptyLatentImage
 
     def build_LoadImage(self, cnode, values, notes):
-        node_id = self.node(cnode, "image.load", {"path": str(values.get("image", ""))})
+        node_id = self.node(cnode, "image.load", {"path": comfy_picture(str(values.get("image", "")), self.base_dir)})
         self.output(cnode, 0, node_id, "image")
         if self.used(cnode, 1):  # ComfyUI's mask is 1 where the picture is transparent; ours is its alpha
             inverted = self.node(cnode, "mask.invert", {}, suffix="mask", row=1)
@@ -192,7 +217,7 @@ class _Converter:
             self.output(cnode, 1, inverted, "mask")
 
     def build_LoadImageMask(self, cnode, values, notes):
-        node_id = self.node(cnode, "image.load", {"path": str(values.get("image", ""))})
+        node_id = self.node(cnode, "image.load", {"path": comfy_picture(str(values.get("image", "")), self.base_dir)})
         channel = values.get("channel", "alpha")
         if channel == "alpha":
             mask = self.node(cnode, "mask.invert", {}, suffix="mask", row=1)

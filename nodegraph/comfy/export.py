@@ -20,7 +20,6 @@ SKIPPED = {"doc.note"}  # frontend-only in ComfyUI: its server has no such node
 
 INVERSE = {  # our parameter value -> ComfyUI's, for the table's value conversions
     "dtype": lambda v: "default",
-    "prompt": lambda v: v,
     "skip": lambda v: -int(v) - 1,
     "resample": lambda v: {"nearest": "nearest-exact"}.get(v, v),
     "method": lambda v: {"nearest": "nearest-exact"}.get(v, v),
@@ -185,14 +184,22 @@ class _Exporter:
             inputs["tapered_corners"] = True
         elif cls == "ImageScale":
             inputs["crop"] = INVERSE["mode"](p["mode"])
+            if p["mode"] == "fit":  # ComfyUI keeps the aspect when a side is 0
+                side = "width" if p["width"] >= p["height"] else "height"
+                inputs[side] = 0
+                if max(p["width"], p["height"]) < 16384:
+                    self.notes.append(f"{node.id}: 'fit' inside {p['width']}x{p['height']} is written as ComfyUI's "
+                                      f"{side} 0 (the picture's aspect, the other side as given)")
         elif cls in ("LatentUpscale",):
             inputs["crop"] = "disabled"
 
     # ----- the classes that are more than a table row ------------------------------------------------------
     def export_CLIPTextEncode(self, node, links) -> None:
-        clip = (links["text_encoder"].source, links["text_encoder"].output) if "text_encoder" in links else None
-        self.add(node.id, "CLIPTextEncode", {"text": node.params["prompt"], **({"clip": clip} if clip else {})},
-                 node.title)
+        inputs = {"text": node.params["prompt"]}
+        for ours, theirs in (("text_encoder", "clip"), ("prompt", "text")):
+            if ours in links:
+                inputs[theirs] = (links[ours].source, links[ours].output)
+        self.add(node.id, "CLIPTextEncode", inputs, node.title)
         if node.params["negative"]:
             self.negative_node(node)
 

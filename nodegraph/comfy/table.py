@@ -91,13 +91,20 @@ def _sampler_advanced(values: dict, notes: list) -> dict:
 WEIGHTED = re.compile(r"\([^()]*:\s*-?[0-9.]+\s*\)")  # ComfyUI's (words:1.2) emphasis
 
 
-def _prompt(value: Any, notes: list) -> str:
-    text = str(value)
+def _prompt_notes(values: dict, notes: list) -> dict:
+    """The prompt goes across as written; say where ComfyUI would read more into it."""
+    text = str(values.get("text", ""))
     if WEIGHTED.search(text):
         notes.append("the prompt's (words:weight) emphasis is read as plain text here")
     if "embedding:" in text:
         notes.append("the prompt names a textual-inversion embedding ('embedding:...'), read as plain text here")
-    return text
+    return {}
+
+
+def _inpaint_notes(values: dict, notes: list) -> dict:
+    if values.get("noise_mask", True) is False:
+        notes.append("noise_mask off: here the Sampler still keeps the picture outside the mask")
+    return {}
 
 
 def _clip_layer(value: Any, notes: list) -> int:
@@ -189,7 +196,8 @@ TABLE: dict[str, Spec] = {
                              outputs=("controlnet",)),
     "CLIPSetLastLayer": Spec("cond.clip_skip", ("stop_at_clip_layer",), inputs={"clip": "text_encoder"},
                              params={"stop_at_clip_layer": ("skip", _clip_layer)}, outputs=("text_encoder",)),
-    "CLIPTextEncode": Spec("cond.text", ("text",), inputs={"clip": "text_encoder"}, params={"text": ("prompt", _prompt)},
+    "CLIPTextEncode": Spec("cond.text", ("text",), inputs={"clip": "text_encoder"}, params={"text": "prompt"},
+                           derive=_prompt_notes,
                            outputs=("conditioning",)),
     "ConditioningZeroOut": Spec("cond.zero_out", inputs={"conditioning": "conditioning"}, outputs=("conditioning",)),
     "ConditioningCombine": Spec("cond.combine", inputs={"conditioning_1": "a", "conditioning_2": "b"},
@@ -220,7 +228,7 @@ TABLE: dict[str, Spec] = {
                            fixed={"tiled": True}, outputs=("image",)),
     "VAEEncode": Spec("vae.encode", inputs={"pixels": "image", "vae": "vae"}, outputs=("latent",)),
     "InpaintModelConditioning": Spec("latent.inpaint_encode", ("noise_mask",),
-                                     inputs={"vae": "vae", "pixels": "image", "mask": "mask"},
+                                     inputs={"vae": "vae", "pixels": "image", "mask": "mask"}, derive=_inpaint_notes,
                                      outputs=("=positive", "=negative", "latent")),
     "SetLatentNoiseMask": Spec("latent.set_mask", inputs={"samples": "latent", "mask": "mask"}, outputs=("latent",)),
     "LatentUpscale": Spec("latent.resize", ("upscale_method", "width", "height", "crop"), inputs={"samples": "latent"},
