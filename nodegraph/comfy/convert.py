@@ -83,6 +83,7 @@ class _Converter:
         self.direct: list[tuple[str, str, str, int]] = []  # (our node, our port, comfy source, slot)
         self.links: list[dict] = []
         self.placeholders: set[str] = set()
+        self.linked_params: set[tuple[str, str]] = set()  # (our node, param) fed by a link
         self.consumers: dict[tuple[str, int], list[tuple[str, str]]] = {}
         for node in graph.nodes.values():
             for name, (src, slot) in node.links.items():
@@ -172,7 +173,9 @@ class _Converter:
                 known.add(name)
                 if isinstance(target, tuple):
                     notes.append(f"the linked widget {name!r} reaches {target[0]!r} unconverted")
-                self.feed(cnode, name, node_id, target[0] if isinstance(target, tuple) else target)
+                param = target[0] if isinstance(target, tuple) else target
+                self.feed(cnode, name, node_id, param)
+                self.linked_params.add((node_id, param))  # it holds the value a primitive sends (an API file has none)
         for name in sorted(set(cnode.links) - known):
             notes.append(f"its linked input {name!r} has no counterpart here and was left unlinked")
         for slot, out in enumerate(spec.outputs):
@@ -313,11 +316,19 @@ class _Converter:
                 self.report.notes.append(f"node {node_id}: {port!r} was fed by output {slot} of node {src} ({cls}), "
                                          f"which did not convert; left unlinked")
                 continue
+            if (node_id, port) in self.linked_params:
+                self.fill_from(found[0], node_id, port)
             entry = {"from": f"{found[0]}.{found[1]}", "to": f"{node_id}.{port}"}
             route = self.graph.via.get(via_key) if via_key else None
             if route:
                 entry["via"] = [list(p) for p in route[:64]]
             self.links.append(entry)
+
+    def fill_from(self, source: str, node_id: str, param: str) -> None:
+        by_id = {entry["id"]: entry for entry in self.nodes}
+        src = by_id[source]
+        if src["type"].startswith("value.") and len(src["params"]) == 1:
+            by_id[node_id]["params"][param] = next(iter(src["params"].values()))
 
     def groups(self) -> list[dict]:
         out = []
