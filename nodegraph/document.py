@@ -148,11 +148,9 @@ def _document_from_png(path: Path) -> dict:
             info = {k: v for k, v in im.info.items() if isinstance(v, str)}
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise WorkflowFileError(f"{path}: unreadable PNG ({e})") from None
-    if PNG_KEY in info:
+    doc = comfy.loads_png_chunks(info)  # ComfyUI's chunks first: its 'workflow' may be null beside a 'prompt'
+    if doc is None and PNG_KEY in info:
         doc = _parse_json(info[PNG_KEY], str(path))
-        if doc.get("format") or not comfy.kind(doc):
-            return doc
-    doc = comfy.loads_png_chunks(info)
     if doc is None:
         raise WorkflowFileError(f"{path}: this PNG has no embedded workflow")
     return doc

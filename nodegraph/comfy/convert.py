@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import NodegraphError
 from ..migrations import FORMAT, VERSION
 from .graph import CNode, ComfyGraph
-from .table import BUILT, PRIMITIVES, SEED_WIDGETS, TABLE, WIDGETS, Spec, name_widgets
+from .table import BUILT, DISPLAY, PRIMITIVES, SEED_WIDGETS, TABLE, WIDGETS, Spec, name_widgets
 
 PLACEHOLDER = "comfyui:"  # placeholder node types are "comfyui:<ComfyUI class>"
 VAE_SOURCES = {"CheckpointLoaderSimple": 2, "VAELoader": 0}  # where a VAE comes from, by output slot
@@ -99,7 +99,7 @@ class _Converter:
         x, y = cnode.position or (0, 0)
         entry = {"id": node_id, "type": type_id, "version": 1, "mode": cnode.mode,
                  "position": [x, y + row * SUFFIX_STEP], "params": params}
-        if cnode.title and not suffix and cnode.title != cnode.class_type:
+        if cnode.title and not suffix and cnode.title not in (cnode.class_type, DISPLAY.get(cnode.class_type)):
             entry["title"] = cnode.title
         self.nodes.append(entry)
         return node_id
@@ -254,6 +254,9 @@ class _Converter:
         self.output(cnode, 0, node_id, "image")
 
     def build_PrimitiveNode(self, cnode, values, notes):
+        if not self.used(cnode, 0):  # ComfyUI itself ignores a primitive that feeds nothing
+            notes.append("a primitive node that feeds nothing: left out")
+            return None
         kind = cnode.outputs[0][1] if cnode.outputs else "*"
         value = cnode.widgets[0] if cnode.widgets else None
         return self.primitive(cnode, kind, value)

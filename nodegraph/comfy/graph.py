@@ -101,6 +101,8 @@ def _read_api(prompt: dict, source: str) -> ComfyGraph:
         for name, value in inputs.items():
             if is_link(value):
                 node.links[name] = (str(value[0]), value[1])
+            elif isinstance(value, dict) and set(value) == {"__value__"}:  # how the frontend writes a list value
+                node.values[name] = value["__value__"]
             else:
                 node.values[name] = value
         graph.nodes[node.id] = node
@@ -149,9 +151,18 @@ def _link_rows(raw_links: Any, source: str) -> dict[int, dict]:
         else:
             raise WorkflowFileError(f"{source}: a ComfyUI link must be [id, from, slot, to, slot, type] or an object, "
                                     f"got {raw!r:.80}")
-        rows[link_id] = {"origin": origin, "slot": slot if isinstance(slot, int) else 0, "target": target,
-                         "target_slot": target_slot, "parent": parent}
+        rows[link_id] = {"origin": origin, "slot": _slot(slot), "target": target, "target_slot": target_slot,
+                         "parent": parent}
     return rows
+
+
+def _slot(value: Any) -> int:
+    """A slot index; the frontend also writes them as numeric strings."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return 0
 
 
 def _position(raw: Any) -> tuple[float, float] | None:
@@ -199,7 +210,13 @@ class _UiReader:
         if depth > MAX_DEPTH:
             raise WorkflowFileError(f"{self.source}: subgraphs nested more than {MAX_DEPTH} deep (one contains itself?)")
         links = _link_rows(doc.get("links"), self.source)
-        reroute_points = {r.get("id"): r for r in doc.get("reroutes") or [] if isinstance(r, dict)}
+        extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}
+        # native reroutes: top-level in 1.x, in 'extra' (with the links' parents in linkExtensions) in 0.4
+        reroute_points = {r.get("id"): r for r in (doc.get("reroutes") or extra.get("reroutes") or [])
+                          if isinstance(r, dict)}
+        for ext in extra.get("linkExtensions") or []:
+            if isinstance(ext, dict) and ext.get("id") in links and links[ext["id"]]["parent"] is None:
+                links[ext["id"]]["parent"] = ext.get("parentId")
         raw_nodes = [n for n in doc.get("nodes") or [] if isinstance(n, dict)]
         if instance is not None and raw_nodes:  # inner nodes land where the instance stood, in their own layout
             xs = [p[0] for p in (_position(n.get("pos")) for n in raw_nodes) if p]

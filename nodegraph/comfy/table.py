@@ -132,6 +132,18 @@ def _latent_method(value: Any, notes: list) -> str:
     return methods.get(value, "bilinear")
 
 
+def _latent_crop(values: dict, notes: list) -> dict:
+    if values.get("crop", "disabled") != "disabled":
+        notes.append(f"crop {values['crop']!r}: the latent is stretched to the new size, not cropped to its aspect")
+    return {}
+
+
+def _grow_notes(values: dict, notes: list) -> dict:
+    if values.get("tapered_corners", True) is False:
+        notes.append("tapered_corners off: the mask grows with round corners here")
+    return {}
+
+
 def _crop_mode(value: Any, notes: list) -> str:
     return "fill" if value == "center" else "exact"
 
@@ -233,7 +245,7 @@ TABLE: dict[str, Spec] = {
     "SetLatentNoiseMask": Spec("latent.set_mask", inputs={"samples": "latent", "mask": "mask"}, outputs=("latent",)),
     "LatentUpscale": Spec("latent.resize", ("upscale_method", "width", "height", "crop"), inputs={"samples": "latent"},
                           params={"upscale_method": ("method", _latent_method), "width": "width", "height": "height"},
-                          outputs=("latent",)),
+                          derive=_latent_crop, outputs=("latent",)),
     "LatentUpscaleBy": Spec("latent.scale", ("upscale_method", "scale_by"), inputs={"samples": "latent"},
                             params={"upscale_method": ("method", _latent_method), "scale_by": "factor"},
                             outputs=("latent",)),
@@ -258,7 +270,7 @@ TABLE: dict[str, Spec] = {
                                 params={"left": "left", "top": "top", "right": "right", "bottom": "bottom",
                                         "feathering": "feather"}, outputs=("image", "mask")),
     "GrowMask": Spec("mask.grow", ("expand", "tapered_corners"), inputs={"mask": "mask"}, params={"expand": "pixels"},
-                     outputs=("mask",)),
+                     derive=_grow_notes, outputs=("mask",)),
     "FeatherMask": Spec("mask.feather", ("left", "top", "right", "bottom"), inputs={"mask": "mask"}, derive=_feather,
                         outputs=("mask",)),
     "InvertMask": Spec("mask.invert", inputs={"mask": "mask"}, outputs=("mask",)),
@@ -282,6 +294,19 @@ WIDGETS = {  # their widget orders
     "VAEEncodeForInpaint": ("grow_mask_by",),
     "ImageBlend": ("blend_factor", "blend_mode"),
     "PrimitiveInt": ("value", CONTROL),
+}
+DISPLAY = {  # ComfyUI's default node titles (an API file writes one for every node): not kept as titles here
+    "KSamplerAdvanced": "KSampler (Advanced)", "CheckpointLoaderSimple": "Load Checkpoint", "VAELoader": "Load VAE",
+    "LoraLoader": "Load LoRA", "CLIPLoader": "Load CLIP", "ControlNetLoader": "Load ControlNet Model",
+    "UNETLoader": "Load Diffusion Model", "CLIPTextEncode": "CLIP Text Encode (Prompt)",
+    "CLIPSetLastLayer": "CLIP Set Last Layer", "ConditioningCombine": "Conditioning (Combine)",
+    "ControlNetApply": "Apply ControlNet", "ControlNetApplyAdvanced": "Apply ControlNet (Advanced)",
+    "VAEEncodeForInpaint": "VAE Encode (for Inpainting)", "SetLatentNoiseMask": "Set Latent Noise Mask",
+    "VAEDecode": "VAE Decode", "VAEEncode": "VAE Encode", "VAEDecodeTiled": "VAE Decode (Tiled)",
+    "EmptyLatentImage": "Empty Latent Image", "LatentUpscale": "Upscale Latent", "LatentUpscaleBy": "Upscale Latent By",
+    "SaveImage": "Save Image", "PreviewImage": "Preview Image", "LoadImage": "Load Image",
+    "LoadImageMask": "Load Image (as Mask)", "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By",
+    "ImageInvert": "Invert Image", "ImagePadForOutpaint": "Pad Image for Outpainting",
 }
 PRIMITIVES = {"INT": "value.int", "FLOAT": "value.float", "STRING": "value.string", "BOOLEAN": "value.bool",
               "COMBO": "value.string"}
