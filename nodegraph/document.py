@@ -66,7 +66,7 @@ def from_document(doc: dict, registry: Registry | None = None, source: str = "<w
 
     report = None
     if comfy.kind(doc):
-        doc, report = comfy.import_document(doc, source, base_dir)
+        doc, report = comfy.import_document(doc, source, base_dir, registry)
     try:
         doc = upgrade(doc)
     except WorkflowFileError as e:

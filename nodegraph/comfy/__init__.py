@@ -10,10 +10,10 @@ from .export import ExportError, export_api
 from .graph import kind, loads_png_chunks, read
 
 
-def import_document(doc: dict, source: str = "<workflow>", base_dir=None) -> tuple[dict, Report]:
+def import_document(doc: dict, source: str = "<workflow>", base_dir=None, registry=None) -> tuple[dict, Report]:
     """A ComfyUI document (either format) -> our workflow document and the import report; ``base_dir``
     is the folder of the file it came from (see :func:`convert.comfy_picture`)."""
-    return convert(read(doc, source), base_dir)
+    return convert(read(doc, source), base_dir, registry)
 
 
 __all__ = ["PLACEHOLDER", "ExportError", "Report", "export_api", "import_document", "kind", "loads_png_chunks"]

@@ -40,11 +40,11 @@ class Report:
                 "notes": self.notes, "output": output}
 
 
-def convert(graph: ComfyGraph, base_dir: Path | None = None) -> tuple[dict, Report]:
+def convert(graph: ComfyGraph, base_dir: Path | None = None, registry=None) -> tuple[dict, Report]:
     """Our workflow document (a dict ready for ``document.from_dict``) and the report. ``base_dir`` is the
     folder of the file converted: a picture a Load Image names is looked for there, then in the ComfyUI
     install's input folder."""
-    return _Converter(graph, base_dir).run()
+    return _Converter(graph, base_dir, registry).run()
 
 
 ANNOTATED = re.compile(r"^(.*?)\s*\[(input|output|temp)\]$")  # ComfyUI's "name.png [output]"
@@ -73,16 +73,16 @@ def our_id(comfy_id: str) -> str:
 
 
 class _Converter:
-    def __init__(self, graph: ComfyGraph, base_dir: Path | None):
-        self.graph, self.base_dir = graph, base_dir
+    def __init__(self, graph: ComfyGraph, base_dir: Path | None, registry=None):
+        from ..registry import REGISTRY
+
+        self.graph, self.base_dir, self.registry = graph, base_dir, registry or REGISTRY
         self.report = Report(graph.format, notes=list(graph.notes))
-        self.nodes: list[dict] = []
-        self.used_ids: set[str] = set()
+        self.nodes: dict[str, dict] = {}  # our id -> node entry, in the order made
         self.outputs: dict[tuple[str, int], tuple] = {}  # (comfy id, slot) -> ("node", id, out) | ("pass", input)
         self.feeds: list[tuple[str, str, str, str]] = []  # (our node, our port, comfy node, comfy input)
         self.direct: list[tuple[str, str, str, int]] = []  # (our node, our port, comfy source, slot)
         self.links: list[dict] = []
-        self.placeholders: set[str] = set()
         self.linked_params: set[tuple[str, str]] = set()  # (our node, param) fed by a link
         self.consumers: dict[tuple[str, int], list[tuple[str, str]]] = {}
         for node in graph.nodes.values():
@@ -93,15 +93,15 @@ class _Converter:
     def node(self, cnode: CNode, type_id: str, params: dict, suffix: str = "", row: int = 0) -> str:
         base = our_id(cnode.id) + (f"-{suffix}" if suffix else "")
         node_id, n = base, 2
-        while node_id in self.used_ids:
+        while node_id in self.nodes:
             node_id, n = f"{base}_{n}", n + 1
-        self.used_ids.add(node_id)
+        declared = self.registry.get(type_id)
         x, y = cnode.position or (0, 0)
-        entry = {"id": node_id, "type": type_id, "version": 1, "mode": cnode.mode,
+        entry = {"id": node_id, "type": type_id, "version": declared.version if declared else 1, "mode": cnode.mode,
                  "position": [x, y + row * SUFFIX_STEP], "params": params}
         if cnode.title and not suffix and cnode.title not in (cnode.class_type, DISPLAY.get(cnode.class_type)):
             entry["title"] = cnode.title
-        self.nodes.append(entry)
+        self.nodes[node_id] = entry
         return node_id
 
     def feed(self, cnode: CNode, comfy_input: str, node_id: str, port: str) -> None:
@@ -134,7 +134,7 @@ class _Converter:
         self.resolve_links()
         doc = {"format": FORMAT, "version": VERSION,
                "metadata": {"imported_from": f"ComfyUI ({self.graph.format} format)"},
-               "nodes": self.nodes, "links": self.links, "groups": self.groups()}
+               "nodes": list(self.nodes.values()), "links": self.links, "groups": self.groups()}
         return doc, self.report
 
     def values(self, cnode: CNode, order: tuple[str, ...]) -> dict:
@@ -190,7 +190,6 @@ class _Converter:
         if cnode.widgets is not None:
             inputs["widgets_values"] = cnode.widgets
         node_id = self.node(cnode, PLACEHOLDER + cnode.class_type, {"inputs": inputs, "why": why})
-        self.placeholders.add(node_id)
         for name in cnode.links:
             self.feed(cnode, name, node_id, name)
         for (src, slot) in self.consumers:
@@ -328,16 +327,16 @@ class _Converter:
             self.links.append(entry)
 
     def fill_from(self, source: str, node_id: str, param: str) -> None:
-        by_id = {entry["id"]: entry for entry in self.nodes}
-        src = by_id[source]
+        src = self.nodes[source]
         if src["type"].startswith("value.") and len(src["params"]) == 1:
-            by_id[node_id]["params"][param] = next(iter(src["params"].values()))
+            self.nodes[node_id]["params"][param] = next(iter(src["params"].values()))
 
     def groups(self) -> list[dict]:
         out = []
         for n, group in enumerate(self.graph.groups, 1):
             x, y, w, h = (float(v) for v in group["bounding"])
-            members = [e["id"] for e in self.nodes if x <= e["position"][0] <= x + w and y <= e["position"][1] <= y + h]
+            members = [e["id"] for e in self.nodes.values()
+                       if x <= e["position"][0] <= x + w and y <= e["position"][1] <= y + h]
             entry: dict[str, Any] = {"id": f"group{n}", "title": group["title"], "nodes": members}
             if group["color"]:
                 entry["color"] = group["color"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import WorkflowFileError
+from ..workflow import natural_key
 
 MODES = {0: "active", 1: "active", 2: "muted", 3: "active", 4: "bypassed"}  # LiteGraph: always, on event, never, on trigger, bypass
 SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20  # the ids a subgraph's own links use for its input and output sides
@@ -126,14 +127,8 @@ def _lay_out(graph: ComfyGraph) -> None:
     except nx.NetworkXUnfeasible:
         layers = [list(graph.nodes)]
     for column, layer in enumerate(layers):
-        for row, node_id in enumerate(sorted(layer, key=_natural)):
+        for row, node_id in enumerate(sorted(layer, key=natural_key)):
             graph.nodes[node_id].position = (column * 340, row * 260)
-
-
-def _natural(text: str):
-    import re
-
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 # ----- the UI format ----------------------------------------------------------------------------------
@@ -202,9 +197,8 @@ class _UiReader:
         self.graph, self.definitions, self.source = graph, definitions, source
         self.reroutes: dict[str, dict] = {}  # Reroute node id -> its input link
         self.instance_outputs: dict[tuple[str, int], tuple[str, int, list]] = {}  # (instance, slot) -> inner source
-        self.instance_inputs: dict[str, list[str]] = {}  # instance id -> its input names in slot order
         self.instances: dict[str, CNode] = {}
-        self.pending: list[tuple[CNode, str, str, int, list]] = []  # (node, input, source id, slot, route)
+        self.fed: dict[str, dict[str, tuple[str, int, list]]] = {}  # node -> input -> (source id, slot, route)
 
     def level(self, doc: dict, prefix: str, instance: CNode | None, offset, depth: int) -> None:
         if depth > MAX_DEPTH:
@@ -251,7 +245,7 @@ class _UiReader:
                     origin = f"{LINK_SLOT}{instance.id if instance else ''}"
                 else:
                     origin = f"{prefix}{row['origin']}"
-                self.pending.append((node, name, origin, row["slot"], route))
+                self.fed.setdefault(node_id, {})[name] = (origin, row["slot"], route)
             for port in raw.get("outputs") or []:
                 if isinstance(port, dict):
                     node.outputs.append((str(port.get("name") or ""), str(port.get("type") or "*")))
@@ -260,7 +254,6 @@ class _UiReader:
                 continue
             if raw["type"] in self.definitions:
                 self.instances[node_id] = node
-                self.instance_inputs[node_id] = list(node.inputs)
                 sub = self.definitions[raw["type"]]
                 self.level(sub, f"{node_id}-", node, node.position or (0, 0), depth + 1)
                 for row in _link_rows(sub.get("links"), self.source).values():
@@ -290,39 +283,44 @@ class _UiReader:
         seen = seen | {origin}
         if origin in self.reroutes:
             reroute = self.reroutes[origin]
-            fed = [p for p in self.pending if p[0] is reroute]
-            if not fed:
+            feed = next(iter(self.fed.get(origin, {}).values()), None)  # a Reroute has one input
+            if feed is None:
                 return None
-            _, _, src, src_slot, before = fed[0]
+            src, src_slot, before = feed
             return self._source(src, src_slot, before + ([reroute.position] if reroute.position else []) + route, seen)
         if origin in self.instances:
             inner = self.instance_outputs.get((origin, slot))
             return None if inner is None else self._source(inner[0], inner[1], route, seen)
         if origin.startswith(LINK_SLOT):
             instance = origin[len(LINK_SLOT):]
-            names = self.instance_inputs.get(instance, [])
+            names = self.instances[instance].inputs if instance in self.instances else []
             name = names[slot] if slot < len(names) else None
-            feed = [p for p in self.pending if p[0] is self.instances.get(instance) and p[1] == name]
-            if not feed:
+            feed = self.fed.get(instance, {}).get(name)
+            if feed is None:
                 return None
-            _, _, src, src_slot, before = feed[0]
+            src, src_slot, before = feed
             return self._source(src, src_slot, before + route, seen)
         if origin not in self.graph.nodes:
             return None
         return origin, slot, route
 
     def resolve(self) -> None:
-        for node, name, origin, slot, route in self.pending:
-            if node.id not in self.graph.nodes:
+        for node_id, inputs in self.fed.items():
+            node = self.graph.nodes.get(node_id)
+            if node is None:
                 continue  # a link into a Reroute node or a subgraph instance: followed from the far side
-            found = self._source(origin, slot, route)
-            if found is None:
-                self.graph.notes.append(f"ComfyUI node {node.id} input {name!r}: its link leads nowhere; left unlinked")
-                continue
-            src, src_slot, points = found
-            node.links[name] = (src, src_slot)
-            if points:
-                self.graph.via[(node.id, name)] = points
+            for name, (origin, slot, route) in inputs.items():
+                self._link(node, name, origin, slot, route)
+
+    def _link(self, node: CNode, name: str, origin: str, slot: int, route: list) -> None:
+        found = self._source(origin, slot, route)
+        if found is None:
+            self.graph.notes.append(f"ComfyUI node {node.id} input {name!r}: its link leads nowhere; left unlinked")
+            return
+        src, src_slot, points = found
+        node.links[name] = (src, src_slot)
+        if points:
+            self.graph.via[(node.id, name)] = points
 
 
 def loads_png_chunks(info: dict) -> dict | None:
