@@ -88,6 +88,9 @@ class _Converter:
         for node in graph.nodes.values():
             for name, (src, slot) in node.links.items():
                 self.consumers.setdefault((src, slot), []).append((node.id, name))
+        self.consumers_of: dict[str, list[list]] = {}  # node -> its outputs' consumer lists
+        for (src, _slot), users in self.consumers.items():
+            self.consumers_of.setdefault(src, []).append(users)
 
     # ----- the pieces a class's conversion emits --------------------------------------------------------
     def node(self, cnode: CNode, type_id: str, params: dict, suffix: str = "", row: int = 0) -> str:
@@ -192,7 +195,7 @@ class _Converter:
         node_id = self.node(cnode, PLACEHOLDER + cnode.class_type, {"inputs": inputs, "why": why})
         for name in cnode.links:
             self.feed(cnode, name, node_id, name)
-        for (src, slot) in self.consumers:
+        for (src, slot) in self.consumers:  # (a placeholder is rare: a scan of every link is fine)
             if src == cnode.id:
                 self.output(cnode, slot, node_id, f"output_{slot}")
         self.report.unmapped.append({"id": cnode.id, "class_type": cnode.class_type, "why": why})
@@ -284,9 +287,7 @@ class _Converter:
         seen, queue = {start}, deque([start])
         while queue:
             here = queue.popleft()
-            for (src, _slot), users in self.consumers.items():
-                if src != here:
-                    continue
+            for users in self.consumers_of.get(here, []):
                 for user, _ in users:
                     node = self.graph.nodes[user]
                     if node.class_type in ("VAEDecode", "VAEDecodeTiled") and "vae" in node.links:

@@ -75,7 +75,11 @@ class _Exporter:
     def __init__(self, workflow):
         self.wf = workflow
         self.prompt: dict[str, dict] = {}
-        self.into = {node_id: workflow.links_into(node_id) for node_id in workflow.nodes}
+        self.into: dict[str, dict] = {node_id: {} for node_id in workflow.nodes}  # node -> input -> link
+        self.out: dict[str, list] = {node_id: [] for node_id in workflow.nodes}  # node -> links from it
+        for link in workflow.links:
+            self.into.setdefault(link.target, {})[link.input] = link
+            self.out.setdefault(link.source, []).append(link)
         self.aliases: dict[tuple[str, str], list] = {}  # (our node, output) -> [comfy id, slot]
         self.notes: list[str] = []
 
@@ -107,6 +111,9 @@ class _Exporter:
             return [node_id, int(output.rsplit("_", 1)[-1])]
         spec = TABLE[_pick(node, set(self.into[node_id]))]
         return [node_id, spec.outputs.index(output)]
+
+    def out_of(self, node_id: str) -> list:
+        return self.out.get(node_id, [])
 
     def bypass(self, node) -> None:
         """ComfyUI's API format has no bypass: each output is wired to the first linked input of its type,
@@ -230,7 +237,7 @@ class _Exporter:
         frontier, seen = [control.id], set()
         while frontier:
             here = frontier.pop()
-            for link in self.wf.links_from(here):
+            for link in self.out_of(here):
                 node = self.wf.nodes[link.target]
                 if node.type == "sampling.sampler" and link.input == "conditioning":
                     neg = self.into[node.id].get("negative")
@@ -250,7 +257,7 @@ class _Exporter:
     def export_LoadImage(self, node, links) -> None:
         self.add(node.id, "LoadImage", {"image": node.params["path"]}, node.title)
         self.aliases[(node.id, "image")] = [node.id, 0]
-        if any(l.output == "mask" and self.wf.nodes[l.target].type != "mask.invert" for l in self.wf.links_from(node.id)):
+        if any(l.output == "mask" and self.wf.nodes[l.target].type != "mask.invert" for l in self.out_of(node.id)):
             alpha = f"{node.id}-alpha"  # our mask is the alpha channel: ComfyUI's inverted back
             self.add(alpha, "InvertMask", {"mask": [node.id, 1]}, "Alpha")
             self.aliases[(node.id, "mask")] = [alpha, 0]
