@@ -328,7 +328,9 @@ class Engine:
                 continue
 
             try:
-                params = self._params(node, node_type, inputs)
+                # a dry walk has no values for what it would compute: a parameter they feed keeps its own
+                given = {k: v for k, v in inputs.items() if not (dry and v is None and k in refs)}
+                params = self._params(node, node_type, given)
                 kwargs = {i.name: inputs.get(i.name) for i in node_type.inputs}
                 kwargs.update(params)
                 ctx = Context(self, run, node_id)

@@ -263,6 +263,17 @@ def test_dirty_predicts_what_will_run(wf, engine):
     assert set(engine.run(wf).executed) == predicted
 
 
+def test_dirty_before_any_run_takes_a_linked_parameter_as_it_will_be(wf, engine):
+    wf.add_node("test.const", "c", params={"value": 4})
+    wf.add_node("test.add", "n")
+    wf.add_node("test.sink", "out")
+    wf.connect("c", "value", "n", "k")  # a parameter fed by a node that has not run yet
+    wf.connect("n", "value", "out", "x")
+    assert engine.dirty(wf) == {"c", "n", "out"}
+    result = engine.run(wf)
+    assert result.reasons["n"] == "not cached before"  # the dry walk did not mark it failed
+
+
 def test_budget_evicts_least_recently_used_and_says_so(wf):
     engine = nodegraph.Engine(device="cpu", cache_bytes=3000)  # room for two 1 KiB tensors
     for name, fill in (("t1", 1.0), ("t2", 2.0), ("t3", 3.0)):
