@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from nodegraph import NodeUserError, Output, Param, PortType as T, node
+from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
 from . import _model_files as files
 from ._diffusion_types import DiffusionModel, TextEncoders, Vae
@@ -272,3 +272,25 @@ def load_text_encoder(ctx, model, dtype, model_2, model_3, family, config):
     pipe.to(ctx.device)
     text = {k: pipe.components[k] for k in family.text_components}
     return {"text_encoder": TextEncoders(family.id, text, str(path), _pipeline_options(pipe))}
+
+
+@node(
+    "model.shift",
+    title="Sampling Shift",
+    category="generate/models",
+    inputs=[Input("model", T.MODEL)],
+    params=[Param("shift", T.FLOAT, 3.0, min=0.01, max=100.0, step=0.05,
+                  description="how far a flow model's schedule leans towards the noisy end (SD3's 3.0); "
+                              "replaces a resolution-dependent shift")],
+    outputs=[Output("model", T.MODEL)],
+)
+def sampling_shift(ctx, model, shift):
+    """Set the timestep shift of a flow-matching model's scheduler (ComfyUI's ModelSamplingSD3)."""
+    import dataclasses
+
+    config = dict(model.scheduler_config)
+    keys = [k for k in ("shift", "flow_shift") if k in config]
+    if not keys:
+        raise NodeUserError(f"this {model.family} model's scheduler has no shift: Sampling Shift is for flow models")
+    config.update({k: shift for k in keys}, use_dynamic_shifting=False)
+    return {"model": dataclasses.replace(model, scheduler_config=config)}

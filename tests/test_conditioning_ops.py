@@ -142,3 +142,28 @@ def test_a_note_never_runs(engine, sd_folder):  # noqa: F811
     wf.connect("invert", "image", "show", "image")
     result = engine.run(wf)
     assert "show" in result.executed and "note" not in result.executed + result.cached
+
+
+@pytest.fixture(scope="module")
+def sd3_folder(tmp_path_factory):
+    return tiny_models.sd3_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd3")
+
+
+def test_sampling_shift_changes_a_flow_models_schedule_and_refuses_a_unet(engine, sd3_folder, sd_folder):  # noqa: F811
+    import json
+
+    own = json.loads((sd3_folder / "scheduler" / "scheduler_config.json").read_text()).get("shift", 1.0)
+    plain = txt2img(sd3_folder, size=32, scheduler="euler")
+    shifted = txt2img(sd3_folder, size=32, scheduler="euler")
+    shifted.add_node("model.shift", "shift", params={"shift": own})
+    shifted.disconnect("sampler", "model")
+    shifted.connect("ckpt", "model", "shift", "model")
+    shifted.connect("shift", "model", "sampler", "model")
+    assert torch.equal(picture(engine, shifted), picture(engine, plain))
+    shifted.set_param("shift", "shift", own * 4)
+    assert not torch.allclose(picture(engine, shifted), picture(engine, plain))
+    unet = txt2img(sd_folder)
+    unet.add_node("model.shift", "shift")
+    unet.connect("ckpt", "model", "shift", "model")
+    with pytest.raises(nodegraph.NodeFailed, match="Sampling Shift is for flow models"):
+        engine.run(unet, targets=["shift"])

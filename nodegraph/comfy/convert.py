@@ -17,7 +17,8 @@ from typing import Any
 from ..errors import NodegraphError
 from ..migrations import FORMAT, VERSION
 from .graph import CNode, ComfyGraph
-from .table import BUILT, DISPLAY, PRIMITIVES, SEED_WIDGETS, TABLE, WIDGETS, Spec, name_widgets
+from .table import (BUILT, DISPLAY, PRIMITIVES, SAMPLER_PARTS, SEED_WIDGETS, TABLE, WIDGETS, Spec, name_widgets,
+                    scheduler_for)
 
 PLACEHOLDER = "comfyui:"  # placeholder node types are "comfyui:<ComfyUI class>"
 VAE_SOURCES = {"CheckpointLoaderSimple": 2, "VAELoader": 0}  # where a VAE comes from, by output slot
@@ -277,6 +278,55 @@ class _Converter:
             return f"a primitive of type {kind!r} has no counterpart here"
         node_id = self.node(cnode, type_id, {} if value is None else {param: value})
         self.output(cnode, 0, node_id, out)
+
+    def build_SamplerCustomAdvanced(self, cnode, values, notes):
+        """Noise, guider, sampler and sigmas nodes folded into one Sampler."""
+        parts = {}
+        for name, classes in SAMPLER_PARTS.items():
+            src = cnode.links.get(name)
+            part = self.graph.nodes.get(src[0]) if src else None
+            if part is None or part.class_type not in classes:
+                return f"its {name!r} must come from {' or '.join(classes)} to fold into one Sampler here"
+            parts[name] = (part, self.values(part, WIDGETS.get(part.class_type, ())))
+        (noise, nv), (guider, gv), (_, kv), (sigmas, sv) = (parts[k] for k in SAMPLER_PARTS)
+        params = {"seed": nv.get("noise_seed", 0), "steps": sv.get("steps", 20), "denoise": sv.get("denoise", 1.0),
+                  "cfg": gv.get("cfg", 1.0),
+                  "scheduler": scheduler_for(str(kv.get("sampler_name", "euler")), str(sv.get("scheduler", "normal")),
+                                             notes)}
+        node_id = self.node(cnode, "sampling.sampler", params)
+        self.feed(guider, "model", node_id, "model")
+        self.feed(guider, "conditioning" if guider.class_type == "BasicGuider" else "positive", node_id, "conditioning")
+        self.feed(guider, "negative", node_id, "negative")
+        self.feed(cnode, "latent_image", node_id, "latent")
+        for part, widget, param in ((noise, "noise_seed", "seed"), (sigmas, "steps", "steps"),
+                                    (sigmas, "denoise", "denoise"), (guider, "cfg", "cfg")):
+            if widget in part.links:
+                self.feed(part, widget, node_id, param)
+                self.linked_params.add((node_id, param))
+        self.output(cnode, 0, node_id, "latent")
+        if self.used(cnode, 1):
+            notes.append("its denoised_output is the same latent as its output here")
+        self.output(cnode, 1, node_id, "latent")
+
+    def build_part(self, cnode, values, notes):
+        """A noise, guider, sampler or sigmas node: read by the SamplerCustomAdvanced it feeds."""
+        users = self.consumers.get((cnode.id, 0), [])
+        kinds = {name for name, classes in SAMPLER_PARTS.items() if cnode.class_type in classes}
+        if any(self.graph.nodes[u].class_type != "SamplerCustomAdvanced" or name not in kinds for u, name in users):
+            return "it is converted only as part of the SamplerCustomAdvanced it feeds"
+        return None
+
+    build_RandomNoise = build_KSamplerSelect = build_BasicScheduler = build_part
+    build_BasicGuider = build_CFGGuider = build_part
+
+    def build_ModelSamplingFlux(self, cnode, values, notes):
+        """Flux's resolution-dependent shift is what diffusers computes from the latent's size; a model
+        passed through unchanged, with a note where ComfyUI's settings differ from that."""
+        if (float(values.get("max_shift", 1.15)), float(values.get("base_shift", 0.5))) != (1.15, 0.5):
+            notes.append(f"max_shift {values.get('max_shift')} / base_shift {values.get('base_shift')}: here the "
+                         f"model's own (1.15 / 0.5) are used")
+        notes.append("the shift follows the latent's size (ComfyUI's follows this node's width and height)")
+        self.outputs[(cnode.id, 0)] = ("pass", "model")
 
     def build_Reroute(self, cnode, values, notes):  # only an unconnected Reroute is left to see here
         return "an unconnected reroute"

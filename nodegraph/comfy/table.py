@@ -280,11 +280,16 @@ TABLE: dict[str, Spec] = {
     "PrimitiveString": Spec("value.string", ("value",), params={"value": "value"}, outputs=("value",)),
     "PrimitiveStringMultiline": Spec("value.string", ("value",), params={"value": "value"}, outputs=("value",)),
     "PrimitiveBoolean": Spec("value.bool", ("value",), params={"value": "value"}, outputs=("value",)),
+    "ModelSamplingSD3": Spec("model.shift", ("shift",), inputs={"model": "model"}, params={"shift": "shift"},
+                             outputs=("model",)),
+    "ModelSamplingAuraFlow": Spec("model.shift", ("shift",), inputs={"model": "model"}, params={"shift": "shift"},
+                                  outputs=("model",)),
     "Note": Spec("doc.note", ("text",), params={"text": "text"}),
     "MarkdownNote": Spec("doc.note", ("text",), params={"text": "text"}),
 }
 # Classes built by code in convert.py (they become two nodes, or borrow a link from elsewhere):
-BUILT = ("PrimitiveInt", "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "LoadImageMask", "VAEEncodeForInpaint",
+BUILT = ("SamplerCustomAdvanced", "RandomNoise", "KSamplerSelect", "BasicScheduler", "BasicGuider", "CFGGuider",
+         "ModelSamplingFlux", "PrimitiveInt", "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "LoadImageMask", "VAEEncodeForInpaint",
          "ImageBlend", "PrimitiveNode", "Reroute")
 WIDGETS = {  # their widget orders
     "EmptyLatentImage": ("width", "height", "batch_size"),
@@ -294,7 +299,16 @@ WIDGETS = {  # their widget orders
     "VAEEncodeForInpaint": ("grow_mask_by",),
     "ImageBlend": ("blend_factor", "blend_mode"),
     "PrimitiveInt": ("value", CONTROL),
+    "RandomNoise": ("noise_seed", CONTROL),
+    "KSamplerSelect": ("sampler_name",),
+    "BasicScheduler": ("scheduler", "steps", "denoise"),
+    "CFGGuider": ("cfg",),
+    "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
 }
+# ComfyUI's custom sampling splits a sampler into parts; SamplerCustomAdvanced's inputs -> the classes
+# that may feed each, all folded into one Sampler here
+SAMPLER_PARTS = {"noise": ("RandomNoise",), "guider": ("BasicGuider", "CFGGuider"), "sampler": ("KSamplerSelect",),
+                 "sigmas": ("BasicScheduler",)}
 DISPLAY = {  # ComfyUI's default node titles (an API file writes one for every node): not kept as titles here
     "KSamplerAdvanced": "KSampler (Advanced)", "CheckpointLoaderSimple": "Load Checkpoint", "VAELoader": "Load VAE",
     "LoraLoader": "Load LoRA", "CLIPLoader": "Load CLIP", "ControlNetLoader": "Load ControlNet Model",
