@@ -19,7 +19,7 @@ def links_into(wf, node_id):
 def test_custom_sampling_folds_into_one_sampler():
     wf = nodegraph.load(FILE, strict=False)
     report = wf.imported
-    assert report.unmapped == [] and report.mapped == report.nodes == 23
+    assert report.unmapped == [] and report.mapped == report.nodes == 24
     assert {"13", "42"} <= set(wf.nodes) and not {"16", "17", "22", "25", "43", "44", "45"} & set(wf.nodes)
     flux = wf.nodes["13"]
     assert flux.type == "sampling.sampler"
@@ -32,6 +32,7 @@ def test_custom_sampling_folds_into_one_sampler():
     assert links_into(wf, "42") == {"model": "40.model", "conditioning": "6.conditioning",
                                     "negative": "46.conditioning", "latent": "27.latent"}
     assert wf.nodes["40"].type == "model.shift" and wf.nodes["40"].params["shift"] == 3.0
+    assert wf.nodes["49"].type == "model.shift" and wf.nodes["49"].params["shift"] == 1.73
     assert any("node 42" in n and "karras" in n for n in report.notes)
     assert any("node 30 (ModelSamplingFlux)" in n for n in report.notes)
     assert [p for p in wf.problems if "not converted" in p.message] == []

@@ -104,7 +104,8 @@ def test_each_file_converts_and_saves_canonically(name, tmp_path):
 
 
 def test_the_fixtures_use_every_class_the_table_maps():
-    api_classes = {n["class_type"] for n in raw("api_every_class").values()}
+    api_classes = {n["class_type"] for name in ("api_every_class", "api_flux_custom_sampling")
+                   for n in raw(name).values()}
     assert set(TABLE) | set(BUILT) <= api_classes | FRONTEND_ONLY
     assert not api_classes & FRONTEND_ONLY  # the frontend leaves its own nodes out of the API format
     ui_classes = set()
@@ -279,6 +280,14 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "120": ("UpscaleModelLoader", "comfyui:UpscaleModelLoader", {}),
     "121": ("ImageUpscaleWithModel", "comfyui:ImageUpscaleWithModel", {}),
     "122": ("SaveImage", "image.save", {"filename_prefix": "hires/lighthouse-4x"}),
+    "130": ("CheckpointLoader", "model.checkpoint", {"model": "dreamshaper_8.safetensors"}),
+    "131": ("LoadImage", "image.load", {"path": "sketch.png"}),
+    "132": ("Canny", "image.canny", {"low_threshold": 102, "high_threshold": 204}),
+    "133": ("ImageColorToMask", "mask.from_color", {"color": "#ff0000", "tolerance": 0}),
+    "134": ("MaskToImage", "mask.to_image", {}),
+    "135": ("VAEEncodeTiled", "vae.encode", {"tiled": True, "tile_size": 512}),
+    "136": ("ConditioningAverage", "cond.combine", {"weight": 0.25}),
+    "137": ("PreviewImage", "image.preview", {}),
 }
 
 
@@ -608,7 +617,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "90 of 92 ComfyUI nodes converted" in done.stderr
+    assert "98 of 100 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 120 (UpscaleModelLoader)" in done.stderr
     assert "not converted: node 121 (ImageUpscaleWithModel)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all
@@ -700,3 +709,11 @@ def test_latent_upscale_with_crop_center_is_noted():
     prompt["13"]["inputs"]["crop"] = "center"
     wf = from_document(prompt, strict=False)
     assert any(n.startswith("node 13 (LatentUpscale)") and "crop" in n for n in wf.imported.notes)
+
+
+def test_a_class_name_with_its_old_trailing_space_still_maps(tmp_path):
+    prompt = {"1": {"class_type": "ConditioningAverage ", "inputs": {"conditioning_to_strength": 0.6}}}
+    (tmp_path / "avg.json").write_text(json.dumps(prompt))
+    wf = nodegraph.load(tmp_path / "avg.json", strict=False)
+    assert wf.imported.unmapped == []
+    assert wf.nodes["1"].type == "cond.combine" and wf.nodes["1"].params["weight"] == 0.4

@@ -25,6 +25,10 @@ INVERSE = {  # our parameter value -> ComfyUI's, for the table's value conversio
     "method": lambda v: {"nearest": "nearest-exact"}.get(v, v),
     "mode": lambda v: "center" if v == "fill" else "disabled",
     "family": lambda v: {"sd": "stable_diffusion", "auto": "stable_diffusion"}.get(v, v),
+    "weight": lambda v: round(1.0 - v, 6),
+    "color": lambda v: int(v.lstrip("#"), 16),
+    "low_threshold": lambda v: round(v / 255, 4),
+    "high_threshold": lambda v: round(v / 255, 4),
 }
 
 
@@ -45,7 +49,8 @@ def _pick(node, linked: set[str]) -> str | None:
                          else "ControlNetApply",
         "latent.empty": "EmptyLatentImage", "latent.inpaint_encode": "VAEEncodeForInpaint",
         "value.string": "PrimitiveString", "value.seed": "PrimitiveInt", "value.int": "PrimitiveInt", "image.load": "LoadImage",
-        "image.blend": "ImageBlend", "mask.from_channel": "ImageToMask",
+        "image.blend": "ImageBlend", "mask.from_channel": "ImageToMask", "cond.combine": "ConditioningAverage",
+        "model.checkpoint": "CheckpointLoaderSimple", "vae.encode": "VAEEncodeTiled" if p.get("tiled") else "VAEEncode",
     }
     if node.type in choices:
         return choices[node.type]

@@ -98,7 +98,7 @@ def _read_api(prompt: dict, source: str) -> ComfyGraph:
         if not isinstance(inputs, dict):
             raise WorkflowFileError(f"{source}: ComfyUI node {node_id}: 'inputs' must be an object")
         meta = raw.get("_meta") if isinstance(raw.get("_meta"), dict) else {}
-        node = CNode(str(node_id), raw["class_type"], title=meta.get("title"))
+        node = CNode(str(node_id), raw["class_type"].strip(), title=meta.get("title"))  # "ConditioningAverage "
         for name, value in inputs.items():
             if is_link(value):
                 node.links[name] = (str(value[0]), value[1])
@@ -221,7 +221,7 @@ class _UiReader:
                 raise WorkflowFileError(f"{self.source}: a ComfyUI node needs an id and a type, got {str(raw)[:80]}")
             node_id = f"{prefix}{raw['id']}"
             pos = _position(raw.get("pos"))
-            node = CNode(node_id, raw["type"], title=raw.get("title") if isinstance(raw.get("title"), str) else None,
+            node = CNode(node_id, raw["type"].strip(), title=raw.get("title") if isinstance(raw.get("title"), str) else None,
                          position=(pos[0] + offset[0], pos[1] + offset[1]) if pos else None,
                          mode=MODES.get(raw.get("mode", 0), "active"))
             if instance is not None and instance.mode != "active":

@@ -144,6 +144,29 @@ def _grow_notes(values: dict, notes: list) -> dict:
     return {}
 
 
+def _complement(value: Any, notes: list) -> float:
+    return round(1.0 - float(value), 6)  # ComfyUI weighs the first conditioning; our weight is the second's
+
+
+def _combine_notes(values: dict, notes: list) -> dict:
+    notes.append("ComfyUI samples with both conditionings and mixes the predictions; here their embeddings are "
+                 "averaged (ConditioningAverage at 0.5)")
+    return {}
+
+
+def _int_color(value: Any, notes: list) -> str:
+    return f"#{int(value) & 0xFFFFFF:06x}"
+
+
+def _threshold(value: Any, notes: list) -> int:
+    return max(0, min(255, round(float(value) * 255)))
+
+
+def _canny_notes(values: dict, notes: list) -> dict:
+    notes.append("Canny: OpenCV's edge detector with the thresholds scaled to 0-255 (ComfyUI's runs in kornia)")
+    return {}
+
+
 def _crop_mode(value: Any, notes: list) -> str:
     return "fill" if value == "center" else "exact"
 
@@ -213,7 +236,10 @@ TABLE: dict[str, Spec] = {
                            outputs=("conditioning",)),
     "ConditioningZeroOut": Spec("cond.zero_out", inputs={"conditioning": "conditioning"}, outputs=("conditioning",)),
     "ConditioningCombine": Spec("cond.combine", inputs={"conditioning_1": "a", "conditioning_2": "b"},
-                                outputs=("conditioning",)),
+                                derive=_combine_notes, outputs=("conditioning",)),
+    "ConditioningAverage": Spec("cond.combine", ("conditioning_to_strength",),
+                                inputs={"conditioning_to": "a", "conditioning_from": "b"},
+                                params={"conditioning_to_strength": ("weight", _complement)}, outputs=("conditioning",)),
     "FluxGuidance": Spec("cond.guidance", ("guidance",), inputs={"conditioning": "conditioning"},
                          params={"guidance": "guidance"}, outputs=("conditioning",)),
     "ControlNetApply": Spec("control.apply", ("strength",),
@@ -274,6 +300,17 @@ TABLE: dict[str, Spec] = {
     "FeatherMask": Spec("mask.feather", ("left", "top", "right", "bottom"), inputs={"mask": "mask"}, derive=_feather,
                         outputs=("mask",)),
     "InvertMask": Spec("mask.invert", inputs={"mask": "mask"}, outputs=("mask",)),
+    "MaskToImage": Spec("mask.to_image", inputs={"mask": "mask"}, outputs=("image",)),
+    "ImageColorToMask": Spec("mask.from_color", ("color",), inputs={"image": "image"},
+                             params={"color": ("color", _int_color)}, outputs=("mask",)),
+    "Canny": Spec("image.canny", ("low_threshold", "high_threshold"), inputs={"image": "image"},
+                  params={"low_threshold": ("low_threshold", _threshold), "high_threshold": ("high_threshold", _threshold)},
+                  derive=_canny_notes, outputs=("image",)),
+    "CheckpointLoader": Spec("model.checkpoint", ("config_name", "ckpt_name"), params={"ckpt_name": "model"},
+                             outputs=("model", "text_encoder", "vae")),
+    "VAEEncodeTiled": Spec("vae.encode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"),
+                           inputs={"pixels": "image", "vae": "vae"}, params={"tile_size": "tile_size"},
+                           fixed={"tiled": True}, outputs=("latent",)),
     "ImageToMask": Spec("mask.from_channel", ("channel",), inputs={"image": "image"}, params={"channel": "channel"},
                         outputs=("mask",)),
     "PrimitiveFloat": Spec("value.float", ("value",), params={"value": "value"}, outputs=("value",)),
