@@ -11,6 +11,7 @@ a ``prompt`` and a ``workflow`` text chunk holding JSON.
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -717,3 +718,11 @@ def test_a_class_name_with_its_old_trailing_space_still_maps(tmp_path):
     wf = nodegraph.load(tmp_path / "avg.json", strict=False)
     assert wf.imported.unmapped == []
     assert wf.nodes["1"].type == "cond.combine" and wf.nodes["1"].params["weight"] == 0.4
+
+
+def test_the_docs_table_lists_every_class_and_what_it_becomes():
+    text = open(os.path.join(REPO, "docs", "comfyui.md"), encoding="utf-8").read()
+    rows = dict(re.findall(r"^\| `([^`]+)` \| (.+) \|$", text, flags=re.M))
+    assert set(rows) == set(TABLE) | set(BUILT)
+    for cls, spec in TABLE.items():
+        assert f"(`{spec.type}`)" in rows[cls], cls
