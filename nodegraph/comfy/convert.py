@@ -148,8 +148,8 @@ class _Converter:
     def convert_one(self, cnode: CNode, notes: list) -> str | None:
         """Emit our node(s) for one ComfyUI node; return why it cannot be converted, or None."""
         if cnode.class_type in BUILT:
-            return getattr(self, "build_" + cnode.class_type)(cnode, self.values(cnode, WIDGETS.get(cnode.class_type, ())),
-                                                              notes)
+            build = getattr(self, "build_" + cnode.class_type)
+            return build(cnode, self.values(cnode, WIDGETS.get(cnode.class_type, ())), notes)
         spec = TABLE.get(cnode.class_type)
         if spec is None:
             return "no counterpart here yet"
@@ -270,7 +270,8 @@ class _Converter:
     def primitive(self, cnode, kind: str, value):
         """A value node; an integer that feeds a seed becomes a Seed (whose range is a seed's)."""
         targets = self.consumers.get((cnode.id, 0), [])
-        if kind == "INT" and any(self.graph.nodes[t].class_type in TABLE and name in SEED_WIDGETS for t, name in targets):
+        seeds = [t for t, name in targets if self.graph.nodes[t].class_type in TABLE and name in SEED_WIDGETS]
+        if kind == "INT" and seeds:
             type_id, out, param = "value.seed", "seed", "seed"
         elif kind in PRIMITIVES:
             type_id, out, param = PRIMITIVES[kind], "value", "value"

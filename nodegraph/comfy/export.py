@@ -48,7 +48,8 @@ def _pick(node, linked: set[str]) -> str | None:
         "control.apply": "ControlNetApplyAdvanced" if (p.get("start"), p.get("end")) != (0.0, 1.0) or "vae" in linked
                          else "ControlNetApply",
         "latent.empty": "EmptyLatentImage", "latent.inpaint_encode": "VAEEncodeForInpaint",
-        "value.string": "PrimitiveString", "value.seed": "PrimitiveInt", "value.int": "PrimitiveInt", "image.load": "LoadImage",
+        "value.string": "PrimitiveString", "value.seed": "PrimitiveInt", "value.int": "PrimitiveInt",
+        "image.load": "LoadImage",
         "image.blend": "ImageBlend", "mask.from_channel": "ImageToMask", "cond.combine": "ConditioningAverage",
         "model.checkpoint": "CheckpointLoaderSimple", "vae.encode": "VAEEncodeTiled" if p.get("tiled") else "VAEEncode",
     }
@@ -220,8 +221,8 @@ class _Exporter:
         if negative_id not in self.prompt:
             links = self.into[node.id]
             clip = (links["text_encoder"].source, links["text_encoder"].output) if "text_encoder" in links else None
-            self.add(negative_id, "CLIPTextEncode", {"text": node.params["negative"], **({"clip": clip} if clip else {})},
-                     "Negative prompt")
+            inputs = {"text": node.params["negative"], **({"clip": clip} if clip else {})}
+            self.add(negative_id, "CLIPTextEncode", inputs, "Negative prompt")
             self.aliases[(negative_id, "conditioning")] = [negative_id, 0]
         return negative_id
 

@@ -19,7 +19,8 @@ from typing import Any
 from ..errors import WorkflowFileError
 from ..workflow import natural_key
 
-MODES = {0: "active", 1: "active", 2: "muted", 3: "active", 4: "bypassed"}  # LiteGraph: always, on event, never, on trigger, bypass
+# LiteGraph's modes: always, on event, never, on trigger, bypass
+MODES = {0: "active", 1: "active", 2: "muted", 3: "active", 4: "bypassed"}
 SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20  # the ids a subgraph's own links use for its input and output sides
 MAX_DEPTH = 16  # subgraphs nested deeper than this are refused (a definition that contains itself)
 LINK_SLOT = "@"  # marks a link source that is a subgraph instance's input, resolved to what feeds it
@@ -202,7 +203,8 @@ class _UiReader:
 
     def level(self, doc: dict, prefix: str, instance: CNode | None, offset, depth: int) -> None:
         if depth > MAX_DEPTH:
-            raise WorkflowFileError(f"{self.source}: subgraphs nested more than {MAX_DEPTH} deep (one contains itself?)")
+            raise WorkflowFileError(f"{self.source}: subgraphs nested more than {MAX_DEPTH} deep "
+                                    f"(one contains itself?)")
         links = _link_rows(doc.get("links"), self.source)
         extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}
         # native reroutes: top-level in 1.x, in 'extra' (with the links' parents in linkExtensions) in 0.4
@@ -221,7 +223,8 @@ class _UiReader:
                 raise WorkflowFileError(f"{self.source}: a ComfyUI node needs an id and a type, got {str(raw)[:80]}")
             node_id = f"{prefix}{raw['id']}"
             pos = _position(raw.get("pos"))
-            node = CNode(node_id, raw["type"].strip(), title=raw.get("title") if isinstance(raw.get("title"), str) else None,
+            title = raw.get("title") if isinstance(raw.get("title"), str) else None
+            node = CNode(node_id, raw["type"].strip(), title=title,
                          position=(pos[0] + offset[0], pos[1] + offset[1]) if pos else None,
                          mode=MODES.get(raw.get("mode", 0), "active"))
             if instance is not None and instance.mode != "active":

@@ -117,19 +117,17 @@ def _weight_dtype(value: Any, notes: list) -> str:
     return "auto"
 
 
-def _image_method(value: Any, notes: list) -> str:
-    methods = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "lanczos",
-               "area": "bilinear"}
-    if value not in methods or value == "area":
-        notes.append(f"upscale_method {value!r}: using {methods.get(value, 'bilinear')!r}")
-    return methods.get(value, "bilinear")
+IMAGE_METHODS = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "lanczos"}
+LATENT_METHODS = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area"}
 
 
-def _latent_method(value: Any, notes: list) -> str:
-    methods = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area"}
-    if value not in methods:
-        notes.append(f"upscale_method {value!r}: using 'bilinear'")
-    return methods.get(value, "bilinear")
+def _method(methods: dict) -> Callable[[Any, list], str]:
+    """ComfyUI's upscale_method -> ours from ``methods``, bilinear (noted) where there is no twin."""
+    def convert(value: Any, notes: list) -> str:
+        if value not in methods:
+            notes.append(f"upscale_method {value!r}: using 'bilinear'")
+        return methods.get(value, "bilinear")
+    return convert
 
 
 def _latent_crop(values: dict, notes: list) -> dict:
@@ -239,7 +237,8 @@ TABLE: dict[str, Spec] = {
                                 derive=_combine_notes, outputs=("conditioning",)),
     "ConditioningAverage": Spec("cond.combine", ("conditioning_to_strength",),
                                 inputs={"conditioning_to": "a", "conditioning_from": "b"},
-                                params={"conditioning_to_strength": ("weight", _complement)}, outputs=("conditioning",)),
+                                params={"conditioning_to_strength": ("weight", _complement)},
+                                outputs=("conditioning",)),
     "FluxGuidance": Spec("cond.guidance", ("guidance",), inputs={"conditioning": "conditioning"},
                          params={"guidance": "guidance"}, outputs=("conditioning",)),
     "ControlNetApply": Spec("control.apply", ("strength",),
@@ -270,19 +269,21 @@ TABLE: dict[str, Spec] = {
                                      outputs=("=positive", "=negative", "latent")),
     "SetLatentNoiseMask": Spec("latent.set_mask", inputs={"samples": "latent", "mask": "mask"}, outputs=("latent",)),
     "LatentUpscale": Spec("latent.resize", ("upscale_method", "width", "height", "crop"), inputs={"samples": "latent"},
-                          params={"upscale_method": ("method", _latent_method), "width": "width", "height": "height"},
+                          params={"upscale_method": ("method", _method(LATENT_METHODS)), "width": "width",
+                                  "height": "height"},
                           derive=_latent_crop, outputs=("latent",)),
     "LatentUpscaleBy": Spec("latent.scale", ("upscale_method", "scale_by"), inputs={"samples": "latent"},
-                            params={"upscale_method": ("method", _latent_method), "scale_by": "factor"},
+                            params={"upscale_method": ("method", _method(LATENT_METHODS)), "scale_by": "factor"},
                             outputs=("latent",)),
     "SaveImage": Spec("image.save", ("filename_prefix",), inputs={"images": "image"},
                       params={"filename_prefix": "filename_prefix"}, outputs=()),
     "PreviewImage": Spec("image.preview", inputs={"images": "image"}, outputs=()),
     "ImageScale": Spec("image.resize", ("upscale_method", "width", "height", "crop"), inputs={"image": "image"},
-                       params={"upscale_method": ("resample", _image_method), "width": "width", "height": "height",
+                       params={"upscale_method": ("resample", _method(IMAGE_METHODS)), "width": "width",
+                               "height": "height",
                                "crop": ("mode", _crop_mode)}, derive=_image_scale, outputs=("image",)),
     "ImageScaleBy": Spec("image.scale", ("upscale_method", "scale_by"), inputs={"image": "image"},
-                         params={"upscale_method": ("resample", _image_method), "scale_by": "factor"},
+                         params={"upscale_method": ("resample", _method(IMAGE_METHODS)), "scale_by": "factor"},
                          outputs=("image",)),
     "ImageInvert": Spec("image.invert", inputs={"image": "image"}, outputs=("image",)),
     "ImageBlur": Spec("image.blur", ("blur_radius", "sigma"), inputs={"image": "image"}, derive=_blur_radius,
@@ -304,7 +305,8 @@ TABLE: dict[str, Spec] = {
     "ImageColorToMask": Spec("mask.from_color", ("color",), inputs={"image": "image"},
                              params={"color": ("color", _int_color)}, outputs=("mask",)),
     "Canny": Spec("image.canny", ("low_threshold", "high_threshold"), inputs={"image": "image"},
-                  params={"low_threshold": ("low_threshold", _threshold), "high_threshold": ("high_threshold", _threshold)},
+                  params={"low_threshold": ("low_threshold", _threshold),
+                          "high_threshold": ("high_threshold", _threshold)},
                   derive=_canny_notes, outputs=("image",)),
     "CheckpointLoader": Spec("model.checkpoint", ("config_name", "ckpt_name"), params={"ckpt_name": "model"},
                              outputs=("model", "text_encoder", "vae")),
@@ -324,10 +326,10 @@ TABLE: dict[str, Spec] = {
     "Note": Spec("doc.note", ("text",), params={"text": "text"}),
     "MarkdownNote": Spec("doc.note", ("text",), params={"text": "text"}),
 }
-# Classes built by code in convert.py (they become two nodes, or borrow a link from elsewhere):
+# Classes built by code in convert.py (they become two nodes, fold into another, or borrow a link):
 BUILT = ("SamplerCustomAdvanced", "RandomNoise", "KSamplerSelect", "BasicScheduler", "BasicGuider", "CFGGuider",
-         "ModelSamplingFlux", "PrimitiveInt", "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "LoadImageMask", "VAEEncodeForInpaint",
-         "ImageBlend", "PrimitiveNode", "Reroute")
+         "ModelSamplingFlux", "PrimitiveInt", "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "LoadImageMask",
+         "VAEEncodeForInpaint", "ImageBlend", "PrimitiveNode", "Reroute")
 WIDGETS = {  # their widget orders
     "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
