@@ -176,6 +176,19 @@ def _config_folder(config: Path | None, shipped: str | None, subfolder: str, wha
     return stack.enter_context(_single_file.shipped_config(shipped)), subfolder
 
 
+def has_guidance(head: dict) -> bool:
+    """Whether a Flux file has the guidance embedding of a guidance-distilled model (dev has it, schnell not)."""
+    return any(key.split("guidance_in.", 1)[0] in ("", LDM_PREFIX) for key in head if "guidance_in." in key)
+
+
+def _edit_config(folder: Path, subfolder: str | None, **changes) -> None:
+    """Change our shipped config (a temporary copy) to fit the file."""
+    import json
+
+    path = folder / (subfolder or "") / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=2))
+
+
 def load_denoiser(path: Path, config: Path | None, torch_dtype):
     """(family, module) from a lone UNet or transformer file."""
     import diffusers
@@ -192,6 +205,8 @@ def load_denoiser(path: Path, config: Path | None, torch_dtype):
         state = {LDM_PREFIX + k: v for k, v in state.items()}  # ComfyUI saves a lone UNet without the prefix
     with ExitStack() as stack:
         folder, subfolder = _config_folder(config, layout.shipped, layout.subfolder, "model", stack)
+        if layout.family == "flux" and config is None and not has_guidance(head):
+            _edit_config(folder, subfolder, guidance_embeds=False)  # FLUX.1-schnell: ours is dev's, with guidance
         if layout.family == "flux":
             cfg = cls.load_config(str(folder), subfolder=subfolder, local_files_only=True)
             try:

@@ -172,6 +172,18 @@ DEFAULT_SCHEDULERS = {  # the scheduler a family's pipelines usually ship, for a
 }
 
 
+SCHNELL_SCHEDULER = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 1.0, "use_dynamic_shifting": False,
+                     "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256, "max_image_seq_len": 4096}
+
+
+def default_scheduler(family: str, module) -> dict:
+    """The scheduler settings a bare denoiser samples with: its family's usual ones (FLUX.1-schnell's, a Flux
+    without the guidance embedding, are a plain shift of 1)."""
+    if family == "flux" and not module.config.guidance_embeds:
+        return dict(SCHNELL_SCHEDULER)
+    return dict(DEFAULT_SCHEDULERS[family])
+
+
 def _pipeline_parts(path, wanted: set[str], torch_dtype):
     """Load only some components of a pipeline folder (the others are passed as None, so never read)."""
     from diffusers import DiffusionPipeline
@@ -208,7 +220,7 @@ def load_denoiser(ctx, model, dtype, config):
     torch_dtype = files.torch_dtype(dtype, ctx.device)
     if path.is_file():
         family, module = _split_files.load_denoiser(path, files.resolve(config, ctx) if config else None, torch_dtype)
-        return {"model": DiffusionModel(family, module.to(ctx.device), dict(DEFAULT_SCHEDULERS[family]), str(path))}
+        return {"model": DiffusionModel(family, module.to(ctx.device), default_scheduler(family, module), str(path))}
     if (path / "model_index.json").is_file():
         pipe = _pipeline_parts(path, {"unet", "transformer", "scheduler"}, torch_dtype)
         family = family_of_pipeline(type(pipe).__name__, str(path))
@@ -227,7 +239,7 @@ def load_denoiser(ctx, model, dtype, config):
         module = getattr(diffusers, class_name).from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True)
     except (OSError, ValueError) as e:
         raise NodeUserError(f"cannot load {path}: {e}") from None
-    return {"model": DiffusionModel(family, module.to(ctx.device).eval(), dict(DEFAULT_SCHEDULERS[family]), str(path))}
+    return {"model": DiffusionModel(family, module.to(ctx.device).eval(), default_scheduler(family, module), str(path))}
 
 
 @node(
