@@ -112,6 +112,14 @@ def _find_models(workflow) -> None:
     models.record(workflow)
 
 
+def _say_imported(workflow, source: str) -> None:
+    """One line on stderr when the workflow was converted from ComfyUI's format at the door."""
+    report = getattr(workflow, "imported", None)
+    if report is not None:
+        notes = f"; {len(report.notes)} conversion notes (nodegraph import {source} lists them)" if report.notes else ""
+        print(f"{source}: converted from ComfyUI, {report.mapped} of {report.nodes} nodes{notes}", file=sys.stderr)
+
+
 def _err(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
@@ -129,6 +137,7 @@ def _cmd_run(args) -> int:
 
     try:
         workflow = nodegraph.load(args.workflow)
+        _say_imported(workflow, args.workflow)
         for text in args.sets:
             node_id, param, raw = overrides.parse_assignment(text)
             if node_id not in workflow.nodes:
@@ -262,6 +271,7 @@ def _cmd_validate(args) -> int:
         return 1
     from nodegraph import models
 
+    _say_imported(workflow, args.workflow)
     missing, notes = models.check(workflow, relink=False)
     problems = workflow.problems + missing
     for note in notes:
