@@ -30,6 +30,8 @@ def test_the_readme_comfyui_commands_run_as_written(tmp_path):
         done = subprocess.run([NODEGRAPH, *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{command}\n{done.stderr}"
         outputs[argv[1]] = done.stdout
+        outputs[argv[1] + " stderr"] = done.stderr
+    assert "converted from ComfyUI, 9 of 9 nodes" in outputs["run stderr"]
     report = json.loads(outputs["import"])
     assert report["unmapped"] == [] and report["mapped"] == report["nodes"] == 9  # the Reroute is followed
     assert report["output"] == "txt2img.json"
