@@ -137,7 +137,11 @@ class _Exporter:
     def export_node(self, node) -> None:
         links = self.into[node.id]
         if node.type.startswith(PLACEHOLDER):
-            inputs = {k: v for k, v in (node.params.get("inputs") or {}).items() if k != "widgets_values"}
+            kept = node.params.get("inputs") or {}
+            inputs = {k: v for k, v in kept.items() if k != "widgets_values"}
+            if kept.get("widgets_values"):
+                self.notes.append(f"{node.id} ({node.type[len(PLACEHOLDER):]}): its widget values came by position "
+                                  f"from an editor file and cannot be named for the API format; set them in ComfyUI")
             inputs.update({name: (l.source, l.output) for name, l in links.items()})
             self.add(node.id, node.type[len(PLACEHOLDER):], inputs, node.title)
             return
