@@ -726,3 +726,12 @@ def test_the_docs_table_lists_every_class_and_what_it_becomes():
     assert set(rows) == set(TABLE) | set(BUILT)
     for cls, spec in TABLE.items():
         assert f"(`{spec.type}`)" in rows[cls], cls
+
+
+def test_a_position_json_reads_as_infinity_is_dropped_and_the_file_still_saves(tmp_path):
+    text = json.dumps(raw("ui_txt2img_v04")).replace('"pos": [40, 420]', '"pos": [1e400, 420]')
+    assert "1e400" in text
+    (tmp_path / "far.json").write_text(text)
+    wf = nodegraph.load(tmp_path / "far.json", strict=False)
+    assert wf.nodes["4"].position == (0, 0) and wf.problems == []
+    nodegraph.save(wf, tmp_path / "ours.json")  # no infinity reaches the file

@@ -13,6 +13,7 @@ the mapping table's job.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,9 +165,10 @@ def _slot(value: Any) -> int:
 def _position(raw: Any) -> tuple[float, float] | None:
     if isinstance(raw, dict):  # some 0.4 files write {"0": x, "1": y}
         raw = [raw.get("0"), raw.get("1")]
-    if isinstance(raw, (list, tuple)) and len(raw) >= 2 and all(isinstance(v, (int, float)) for v in raw[:2]):
+    if (isinstance(raw, (list, tuple)) and len(raw) >= 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in raw[:2])):
         return float(raw[0]), float(raw[1])
-    return None
+    return None  # absent, or a number JSON allows but a position cannot be (1e400 reads as infinity)
 
 
 def _read_ui(doc: dict, source: str) -> ComfyGraph:
