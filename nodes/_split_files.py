@@ -239,6 +239,11 @@ def load_diffusers(cls, path: Path, state: dict, folder: Path, subfolder: str | 
     return module.eval()
 
 
+#: Layers a float8 file's diffusers model computes in full precision, by name pattern; None: diffusers' own
+#: choice for the model (for Flux: positional embeddings and the norms with their modulation linears)
+FP8_SKIP_PATTERN: tuple[str, ...] | None = None
+
+
 def _diffusers_fp8(cls, state, folder, subfolder, storage, compute_dtype):
     """``from_single_file`` casts every tensor to one dtype; this keeps each as stored (float8 stays float8)."""
     from accelerate import init_empty_weights
@@ -252,7 +257,8 @@ def _diffusers_fp8(cls, state, folder, subfolder, storage, compute_dtype):
         convert = SINGLE_FILE_LOADABLE_CLASSES[_get_single_file_loadable_mapping_class(cls)]["checkpoint_mapping_fn"]
         state = convert(checkpoint=state, config=config)
     _assign(module, state)
-    module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=compute_dtype)
+    module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=compute_dtype,
+                                    skip_modules_pattern=FP8_SKIP_PATTERN)
     _upcast_the_rest(module, compute_dtype)
     return module
 
