@@ -1,6 +1,6 @@
 """A Flux-dev-size transformer stored in float8, as ComfyUI users keep it, loaded and run: memory and speed.
 
-    python bench/bench_fp8_load.py [--workdir DIR] [--repeat 5] [--fp8-skip default,pos_embed]
+    python bench/bench_fp8_load.py [--workdir DIR] [--repeat 5]
     python bench/bench_fp8_load.py --config tiny/config.json --device cpu --side 8   # a quick check of the script
 
 Random weights at Flux-dev's real size (the config that ships in nodes/configs/flux, 11.9 B parameters) are
@@ -9,9 +9,7 @@ Forest Labs' key layout (what `flux1-dev-fp8.safetensors` files hold) and loaded
 Diffusion Model through the engine, which keeps the weights in float8 and upcasts layer by layer. Reported:
 load time, peak host memory of the loading process, GPU memory held by the loaded model, and the median time
 of one transformer forward pass at 1024x1024 (4,096 image tokens, 512 text tokens, guidance on), and how far
-its output is from the bfloat16 model's (the norm of the difference over the norm of the output). Each
-``--fp8-skip`` variant loads once: ``default`` is what the product does (diffusers' choice of layers kept
-precise); a list of name patterns such as ``pos_embed`` keeps only those layers precise.
+its output is from the bfloat16 model's (the norm of the difference over the norm of the output).
 """
 
 from __future__ import annotations
@@ -118,10 +116,6 @@ def load(path: str, args) -> dict:
     import torch
 
     import nodegraph
-    from nodes import _split_files
-
-    if args.fp8_skip != "default":
-        _split_files.FP8_SKIP_PATTERN = tuple(p for p in args.fp8_skip.split("+") if p)
 
     wf = nodegraph.Workflow()
     config = {} if args.config == str(CONFIG) else {"config": str(Path(args.config).parent)}
@@ -151,8 +145,6 @@ def main() -> None:
     parser.add_argument("--config", default=str(CONFIG), help="a Flux transformer config.json (default: Flux-dev's)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--side", type=int, default=64, help="packed latent tokens per side (64: 1024x1024)")
-    parser.add_argument("--fp8-skip", default="default",
-                        help="comma-separated variants: 'default', or name patterns joined by '+' to keep precise")
     parser.add_argument("--load", metavar="FILE", help=argparse.SUPPRESS)  # the fresh loading process
     args = parser.parse_args()
     if args.load:
@@ -163,28 +155,22 @@ def main() -> None:
     made = make(workdir, args)
     print(f"made {made['params'] / 1e9:.2f} B parameters; saved {made['file_bytes'] / 1e9:.1f} GB in "
           f"{made['save_s']:.1f} s", flush=True)
-    rows = [("bfloat16 weights, made in place", made["bf16_held"], made["bf16_peak"], made["bf16_ms"], None)]
-    notes = []
-    for variant in args.fp8_skip.split(","):
-        done = subprocess.run([sys.executable, __file__, "--load", made["file"], "--repeat", str(args.repeat),
-                               "--config", args.config, "--device", args.device, "--side", str(args.side),
-                               "--fp8-skip", variant], capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"the loading process failed:\n{done.stderr}")
-        got = json.loads(done.stdout.strip().splitlines()[-1])
-        rows.append((f"float8 file, precise layers: {variant}", got["fp8_held"], got["fp8_peak"], got["fp8_ms"],
-                     got["error"]))
-        notes.append(f"{variant}: load {got['load_s']:.1f} s, peak host memory {got['host_peak'] / 1e9:.1f} GB "
-                     f"(file {made['file_bytes'] / 1e9:.1f} GB); parameters by dtype: "
-                     + ", ".join(f"{k} {v / 1e9:.2f} B" for k, v in sorted(got["dtypes"].items())))
+    done = subprocess.run([sys.executable, __file__, "--load", made["file"], "--repeat", str(args.repeat),
+                           "--config", args.config, "--device", args.device, "--side", str(args.side)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the loading process failed:\n{done.stderr}")
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    gb = 1e9
     print("| case | GPU memory held (GB) | peak during a forward (GB) | forward at 1024² (ms) | output off by |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for name, held, peak, ms, error in rows:
-        print(f"| {name} | {held / 1e9:.1f} | {peak / 1e9:.1f} | {ms:.1f} | "
-              f"{'-' if error is None else f'{error:.4f}'} |")
-    print()
-    for line in notes:
-        print(line)
+    print(f"| bfloat16 weights, made in place | {made['bf16_held'] / gb:.1f} | {made['bf16_peak'] / gb:.1f} | "
+          f"{made['bf16_ms']:.1f} | - |")
+    print(f"| float8 file through Load Diffusion Model | {got['fp8_held'] / gb:.1f} | {got['fp8_peak'] / gb:.1f} | "
+          f"{got['fp8_ms']:.1f} | {got['error']:.4f} |")
+    print(f"\nload: {got['load_s']:.1f} s, peak host memory of the loading process {got['host_peak'] / gb:.1f} GB "
+          f"(file {made['file_bytes'] / gb:.1f} GB); parameters by dtype: "
+          + ", ".join(f"{k} {v / 1e9:.2f} B" for k, v in sorted(got["dtypes"].items())))
 
 
 if __name__ == "__main__":

@@ -239,11 +239,6 @@ def load_diffusers(cls, path: Path, state: dict, folder: Path, subfolder: str | 
     return module.eval()
 
 
-#: Layers a float8 file's diffusers model computes in full precision, by name pattern; None: diffusers' own
-#: choice for the model (for Flux: positional embeddings and the norms with their modulation linears)
-FP8_SKIP_PATTERN: tuple[str, ...] | None = None
-
-
 def _diffusers_fp8(cls, state, folder, subfolder, storage, compute_dtype):
     """``from_single_file`` casts every tensor to one dtype; this keeps each as stored (float8 stays float8)."""
     from accelerate import init_empty_weights
@@ -257,10 +252,29 @@ def _diffusers_fp8(cls, state, folder, subfolder, storage, compute_dtype):
         convert = SINGLE_FILE_LOADABLE_CLASSES[_get_single_file_loadable_mapping_class(cls)]["checkpoint_mapping_fn"]
         state = convert(checkpoint=state, config=config)
     _assign(module, state)
-    module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=compute_dtype,
-                                    skip_modules_pattern=FP8_SKIP_PATTERN)
+    _cast_as_stored(module, compute_dtype)
     _upcast_the_rest(module, compute_dtype)
     return module
+
+
+CASTABLE = ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+
+
+def _cast_as_stored(module, compute_dtype) -> None:
+    """Each layer whose weight the file stores in float8 keeps it so and is upcast while it runs (diffusers'
+    layerwise-casting hook); a layer stored in higher precision computes as stored. Upcasting a float8 layer for
+    good gains nothing (its values are float8's either way) and, for Flux, holds 3.2 GB more on the GPU
+    (docs/benchmarks.md); diffusers' own enable_layerwise_casting would also push higher-precision layers of a
+    mixed file down to float8."""
+    import torch
+    from diffusers.hooks import apply_layerwise_casting_hook
+
+    float8 = {torch.float8_e4m3fn, torch.float8_e5m2}
+    for sub in module.modules():
+        weight = getattr(sub, "weight", None)
+        if type(sub).__name__ in CASTABLE and isinstance(weight, torch.Tensor) and weight.dtype in float8:
+            apply_layerwise_casting_hook(sub, storage_dtype=weight.dtype, compute_dtype=compute_dtype,
+                                         non_blocking=False)
 
 
 def _assign(module, state: dict) -> None:
