@@ -165,6 +165,11 @@ def set_mask(ctx, latent, mask):
                                           source_image=None, source_mask=None, meta=dict(latent.meta))}
 
 
+def _pixels_per_latent(latent) -> int:
+    """Picture pixels per latent pixel along a side, from the size the latent stands for (8 when unknown)."""
+    return latent.meta.get("pixel_size", (0,))[0] // latent.samples.shape[-2] or 8
+
+
 LATENT_METHODS = {"nearest": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area"}
 
 
@@ -180,7 +185,7 @@ def _resized(latent, height: int, width: int, method: str):
     mask = None
     if latent.mask is not None:
         mask = F.interpolate(latent.mask.float(), size=(height, width), mode="bilinear").to(latent.samples.dtype)
-    f = latent.meta.get("pixel_size", latent.samples.shape[-2:])[0] // latent.samples.shape[-2] or 8
+    f = _pixels_per_latent(latent)
     meta = {k: v for k, v in latent.meta.items() if k != "empty"}
     meta["pixel_size"] = (height * f, width * f)
     return dataclasses.replace(latent, samples=samples.to(latent.samples.dtype), mask=mask, masked=None,
@@ -201,7 +206,7 @@ def _resized(latent, height: int, width: int, method: str):
 )
 def resize_latent(ctx, latent, width, height, method):
     """Resize a latent for a second, higher-resolution pass (hires fix) without decoding it."""
-    f = latent.meta.get("pixel_size", (0,))[0] // latent.samples.shape[-2] or 8
+    f = _pixels_per_latent(latent)
     if width % f or height % f:
         raise NodeUserError(f"width and height must be multiples of {f} for this latent, got {width}x{height}")
     return {"latent": _resized(latent, height // f, width // f, method)}
