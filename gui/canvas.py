@@ -12,6 +12,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPainte
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene, QGraphicsView
 
 from nodegraph import Input, LinkError, NodegraphError, NodeType, Output, PortType, compatible
+from nodegraph.comfy import PLACEHOLDER
 from nodegraph.node import NAME_RE
 
 from . import theme
@@ -66,14 +67,14 @@ def stand_in_type(workflow, node) -> NodeType:
 
     inputs = {l.input: port_type(l.source, l.output, True) for l in workflow.links if l.target == node.id}
     outputs = {l.output: port_type(l.target, l.input, False) for l in workflow.links if l.source == node.id}
-    title = f"ComfyUI: {node.type.split(':', 1)[1]}" if node.type.startswith("comfyui:") else node.type
+    title = f"ComfyUI: {node.type[len(PLACEHOLDER):]}" if node.type.startswith(PLACEHOLDER) else node.type
     return NodeType(STAND_IN, 1, title, "missing", lambda ctx, **kw: {},
                     inputs=tuple(Input(n, t) for n, t in inputs.items() if NAME_RE.match(n)),
                     outputs=tuple(Output(n, t) for n, t in outputs.items() if NAME_RE.match(n)))
 
 
 def stand_in_message(node) -> str:
-    if node.type.startswith("comfyui:"):
+    if node.type.startswith(PLACEHOLDER):
         return f"not converted from ComfyUI: {node.params.get('why', 'no counterpart here')}"
     return f"unknown node type {node.type!r}: is the plug-in that provides it installed?"
 

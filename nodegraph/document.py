@@ -48,8 +48,9 @@ def load(path: str | os.PathLike, registry: Registry | None = None, strict: bool
         doc = _document_from_png(path)
     else:
         doc = _parse_json(_decode(data, path), str(path))
-    workflow = from_document(doc, registry=registry, source=str(path), strict=strict, base_dir=path.resolve().parent)
-    workflow.base_dir = path.resolve().parent
+    folder = path.resolve().parent
+    workflow = from_document(doc, registry=registry, source=str(path), strict=strict, base_dir=folder)
+    workflow.base_dir = folder
     return workflow
 
 

@@ -73,9 +73,11 @@ def validate(workflow) -> list[Problem]:
 
 def _unknown_type(node) -> str:
     """A placeholder left by a ComfyUI import says which class it stands for and why it did not convert."""
-    if node.type.startswith("comfyui:"):
+    from .comfy import PLACEHOLDER  # here, not at the top: the comfy package imports the workflow module
+
+    if node.type.startswith(PLACEHOLDER):
         why = node.params.get("why") if isinstance(node.params.get("why"), str) else "no counterpart here"
-        return f"ComfyUI node {node.type[len('comfyui:'):]!r} was not converted: {why}"
+        return f"ComfyUI node {node.type[len(PLACEHOLDER):]!r} was not converted: {why}"
     return f"unknown node type {node.type!r}"
 
 
