@@ -111,7 +111,7 @@ class _Pool:
 
 def run(workflow, jobs: list[Job], out: Path, manifest, digest: str, progress, *, on_row, cancel, address,
         workers, gpus_per_worker, retries, device, cache_bytes, log) -> None:
-    if workflow.registry is not REGISTRY:
+    if workflow.registry.base is not REGISTRY:
         raise NodegraphError("the ray engine runs workflows of registered node types only "
                              "(its workers find nodes through the nodegraph.nodes entry points)")
     started = False

@@ -38,6 +38,7 @@ from typing import Any, Self
 from . import overrides as ov
 from .engine import DEFAULT_CACHE_BYTES, Engine
 from .engine import _cancel_check as cancel_check
+from .expand import flatten
 from .errors import NodeFailed, NodegraphError, RunCancelled
 from .files import inside
 from .workflow import Workflow, natural_key
@@ -193,8 +194,6 @@ def _check_key(workflow: Workflow, key: str, where: str) -> tuple[str, str]:
         node_id, param = ov.split_key(key)
     except ValueError:
         raise JobFileError(f"{where}: name it NODE.PARAM (or id)") from None
-    if node_id not in workflow.nodes:
-        raise JobFileError(f"{where}: no node with id {node_id!r}")
     try:
         workflow.param_decl(node_id, param)
     except NodegraphError as e:
@@ -387,6 +386,9 @@ class Outcome:
     transient: bool = False  # failed with an unexplained exception (a device error, a bug): worth a retry
 
 
+_FOLLOWS_DEFINITION = object()  # an inner parameter the instance had no value of its own for
+
+
 class JobRunner:
     """One workflow and one engine running job after job: what no override touches stays cached."""
 
@@ -398,11 +400,22 @@ class JobRunner:
         """Set ``overrides`` on the workflow, putting back the workflow's own values of the last job's."""
         for key in [k for k in self._base if k not in overrides]:
             node_id, param = ov.split_key(key)
-            self.workflow.set_param(node_id, param, self._base.pop(key))
+            value = self._base.pop(key)
+            if value is _FOLLOWS_DEFINITION:
+                self.workflow.clear_override(node_id, param)
+            else:
+                self.workflow.set_param(node_id, param, value)
         for key, value in overrides.items():
             node_id, param = ov.split_key(key)
-            self._base.setdefault(key, self.workflow.nodes[node_id].params[param])
+            self._base.setdefault(key, self._own_value(node_id, param))
             self.workflow.set_param(node_id, param, value)
+
+    def _own_value(self, node_id: str, param: str) -> Any:
+        instance, _, inner = node_id.partition("/")
+        node = self.workflow.nodes[instance]
+        if inner:  # inside a subgraph instance: its own value, if it has one
+            return node.overrides.get(inner, {}).get(param, _FOLLOWS_DEFINITION)
+        return node.params[param]
 
     def run(self, job: Job, folder: Path, cancel=None) -> Outcome:
         start = time.perf_counter()
@@ -441,8 +454,8 @@ def order_jobs(runner: JobRunner, jobs: list[Job], folder: Path) -> list[Job]:
     """
     if len(jobs) < 2:
         return list(jobs)
-    wf = runner.workflow
-    plan = runner.engine.plan(wf)
+    wf = flatten(runner.workflow)  # the plan names inner nodes of subgraph instances by path
+    plan = runner.engine.plan(runner.workflow)
     depth: dict[str, int] = {}
     sources: dict[str, list[str]] = {}
     for link in wf.links:

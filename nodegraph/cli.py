@@ -140,8 +140,10 @@ def _cmd_run(args) -> int:
         _say_imported(workflow, args.workflow)
         for text in args.sets:
             node_id, param, raw = overrides.parse_assignment(text)
-            if node_id not in workflow.nodes:
-                raise nodegraph.NodegraphError(f"--set {text!r}: no node with id {node_id!r}")
+            try:
+                workflow.inner_node(node_id)
+            except nodegraph.NodegraphError as e:
+                raise nodegraph.NodegraphError(f"--set {text!r}: {e}") from None
             workflow.set_param(node_id, param, overrides.check_text(workflow, node_id, param, raw))
         _find_models(workflow)
         engine = nodegraph.Engine(device=args.device)

@@ -13,11 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem, WorkflowFileError, WorkflowInvalid
+from .errors import NodegraphError, Problem, WorkflowFileError, WorkflowInvalid
 from .files import atomic_write
 from .migrations import upgrade
 from .registry import REGISTRY, Registry
-from .validate import validate
+from .validate import located_inside, validate
+from .subgraph import (CATEGORY, PREFIX, SUBGRAPH_ID_RE, InputSlot, OutputSlot, PromotedParam, Subgraph,
+                       definitions_inside_out)
+from .types import PortType
 from .workflow import MODES, NODE_ID_RE, Group, Link, Node, Workflow, _position
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -175,18 +178,59 @@ def _parse_json(text: str, source: str) -> dict[str, Any]:
     return doc
 
 
-def from_dict(doc: dict[str, Any], registry: Registry | None = None) -> tuple[Workflow, list[Problem]]:
-    """Build a workflow from an upgraded document; structural problems are collected, not raised."""
-    registry = registry or REGISTRY
-    workflow = Workflow(registry)
+def from_dict(doc: dict[str, Any], registry: Registry | None = None,
+              library: bool = True) -> tuple[Workflow, list[Problem]]:
+    """Build a workflow from an upgraded document; structural problems are collected, not raised.
+    With ``library``, an instance of a subgraph the document does not define takes the library's."""
+    workflow = Workflow(registry or REGISTRY)
     problems: list[Problem] = []
+    raw_subgraphs = doc.get("subgraphs", [])
+    if not isinstance(raw_subgraphs, list):
+        problems.append(Problem("'subgraphs' must be a list"))
+        raw_subgraphs = []
+    for index, raw in enumerate(raw_subgraphs):
+        read_subgraph(raw, index, workflow, problems)
+    if not _read_graph(doc, workflow, problems):
+        return workflow, problems
+    if library:
+        from .library import embed_missing
+
+        try:
+            embed_missing(workflow)
+        except NodegraphError as e:
+            problems.append(Problem(f"the subgraph library: {e}"))
+    # Every type is known by now. Inner nodes first: a promoted parameter starts from its inner value.
+    everywhere = [n for g in (*(s.body for s in workflow.subgraphs.values()), workflow) for n in g.nodes.values()]
+    for node in everywhere:
+        if not node.type.startswith(PREFIX):
+            _normalise_params(node, workflow.registry, problems)
+    for sub in definitions_inside_out(workflow.subgraphs):  # a definition after those it uses
+        for node in sub.body.nodes.values():
+            if node.type.startswith(PREFIX):
+                _normalise_params(node, workflow.registry, problems)
+        fill_promoted_defaults(sub)
+    for node in workflow.nodes.values():
+        if node.type.startswith(PREFIX):
+            _normalise_params(node, workflow.registry, problems)
+    metadata = doc.get("metadata", {})
+    if isinstance(metadata, dict):
+        workflow.metadata = metadata
+    else:
+        problems.append(Problem("'metadata' must be an object"))
+    unknown = set(doc) - {"format", "version", "metadata", "nodes", "links", "groups", "subgraphs"}
+    problems += [Problem(f"unknown top-level key {key!r}") for key in sorted(unknown)]
+    return workflow, problems
+
+
+def _read_graph(doc: dict[str, Any], workflow: Workflow, problems: list[Problem]) -> bool:
+    """Nodes, links and groups into ``workflow`` (parameters are normalised later); False if hopeless."""
     raw_nodes = doc.get("nodes", [])
     if not isinstance(raw_nodes, list):
-        return workflow, [Problem("'nodes' must be a list")]
+        problems.append(Problem("'nodes' must be a list"))
+        return False
     for index, raw in enumerate(raw_nodes):
         node = _read_node(raw, index, workflow, problems)
         if node is not None:
-            _normalise_params(node, registry, problems)
             workflow.nodes[node.id] = node
     raw_links = doc.get("links", [])
     if not isinstance(raw_links, list):
@@ -201,14 +245,114 @@ def from_dict(doc: dict[str, Any], registry: Registry | None = None) -> tuple[Wo
         group = _read_group(raw, problems)
         if group is not None:
             workflow.groups[group.id] = group
-    metadata = doc.get("metadata", {})
-    if isinstance(metadata, dict):
-        workflow.metadata = metadata
-    else:
-        problems.append(Problem("'metadata' must be an object"))
-    unknown = set(doc) - {"format", "version", "metadata", "nodes", "links", "groups"}
-    problems += [Problem(f"unknown top-level key {key!r}") for key in sorted(unknown)]
-    return workflow, problems
+    return True
+
+
+SUBGRAPH_KEYS = {"id", "version", "title", "description", "category", "inputs", "outputs", "params",
+                 "nodes", "links", "groups"}
+
+
+def read_subgraph(raw: Any, index: int, workflow: Workflow, problems: list[Problem]) -> Subgraph | None:
+    """One definition of ``subgraphs`` into ``workflow``; its problems are named with its path."""
+    if not isinstance(raw, dict):
+        problems.append(Problem(f"subgraphs[{index}] must be an object"))
+        return None
+    sub_id = raw.get("id")
+    if not isinstance(sub_id, str) or not SUBGRAPH_ID_RE.match(sub_id):
+        problems.append(Problem(f"subgraphs[{index}]: id must be 1-64 letters, digits, '_' or '-', "
+                                f"got {sub_id!r:.60}"))
+        return None
+    where = f"{PREFIX}{sub_id}"
+    if sub_id in workflow.subgraphs:
+        problems.append(Problem("subgraph id is used twice", where))
+        return None
+    mine: list[Problem] = []
+    version, title = raw.get("version", 1), raw.get("title", sub_id)
+    description, category = raw.get("description", ""), raw.get("category", CATEGORY)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        mine.append(Problem(f"'version' must be a positive integer, got {version!r:.60}"))
+        version = 1
+    for key, value in (("title", title), ("description", description), ("category", category)):
+        if not isinstance(value, str):
+            mine.append(Problem(f"'{key}' must be a string"))
+    mine += [Problem(f"unknown key {key!r}") for key in sorted(set(raw) - SUBGRAPH_KEYS)]
+    body = Workflow(owner=workflow)
+    _read_graph(raw, body, mine)
+    sub = Subgraph(sub_id, title if isinstance(title, str) else sub_id, body, version,
+                   description if isinstance(description, str) else "",
+                   category if isinstance(category, str) else CATEGORY)
+    sub.inputs = [s for i, r in enumerate(_list(raw, "inputs", mine)) if (s := _read_slot(r, i, "inputs", mine))]
+    sub.outputs = [s for i, r in enumerate(_list(raw, "outputs", mine)) if (s := _read_slot(r, i, "outputs", mine))]
+    sub.params = [p for i, r in enumerate(_list(raw, "params", mine)) if (p := _read_promoted(r, i, mine))]
+    problems += [located_inside(p, sub_id) for p in mine]
+    workflow.subgraphs[sub_id] = sub
+    return sub
+
+
+def _list(raw: dict, key: str, problems: list[Problem]) -> list:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        problems.append(Problem(f"'{key}' must be a list"))
+        return []
+    return value
+
+
+def _port_end(text: Any) -> tuple[str, str] | None:
+    if isinstance(text, str) and text.count(".") == 1:
+        node_id, port = text.split(".")
+        if NODE_ID_RE.match(node_id) and port:
+            return node_id, port
+    return None
+
+
+def _read_slot(raw: Any, index: int, kind: str, problems: list[Problem]):
+    wiring = "to" if kind == "inputs" else "from"
+    shape = f"{{name, type, {wiring}: {'[node.port, ...]' if kind == 'inputs' else 'node.output'}, description?}}"
+    keys = {"name", "type", wiring, "description"}
+    if not (isinstance(raw, dict) and isinstance(raw.get("name"), str) and set(raw) <= keys
+            and isinstance(raw.get("description", ""), str)):
+        problems.append(Problem(f"{kind}[{index}] must be {shape}, got {raw!r:.80}"))
+        return None
+    name = raw["name"]
+    try:
+        port_type = PortType(raw.get("type"))
+    except ValueError:
+        problems.append(Problem(f"{kind} {name!r}: unknown type {raw.get('type')!r:.40}", None, name))
+        return None
+    if kind == "inputs":
+        ends = raw.get("to", [])
+        pairs = [_port_end(e) for e in ends] if isinstance(ends, list) else [None]
+        if None in pairs:
+            problems.append(Problem(f"input {name!r}: 'to' must be a list of 'node.port'", None, name))
+            return None
+        return InputSlot(name, port_type, pairs, raw.get("description", ""))
+    source = raw.get("from")
+    pair = _port_end(source) if source is not None else None
+    if source is not None and pair is None:
+        problems.append(Problem(f"output {name!r}: 'from' must be 'node.output'", None, name))
+        return None
+    return OutputSlot(name, port_type, pair, raw.get("description", ""))
+
+
+def _read_promoted(raw: Any, index: int, problems: list[Problem]) -> PromotedParam | None:
+    ok = (isinstance(raw, dict) and isinstance(raw.get("name"), str) and set(raw) <= {"name", "title", "to", "default"}
+          and isinstance(raw.get("title", ""), str) and isinstance(raw.get("to", []), list))
+    pairs = [_port_end(e) for e in raw.get("to", [])] if ok else []
+    if not ok or None in pairs:
+        problems.append(Problem(f"params[{index}] must be {{name, title?, to: [node.param, ...], default?}}, "
+                                f"got {raw!r:.80}"))
+        return None
+    return PromotedParam(raw["name"], pairs, raw.get("default"), raw.get("title", ""))
+
+
+def fill_promoted_defaults(sub: Subgraph) -> None:
+    """A promoted parameter without a default starts at the value its first inner parameter holds."""
+    for promoted in sub.params:
+        if promoted.default is None and promoted.to:
+            node_id, name = promoted.to[0]
+            node = sub.body.nodes.get(node_id)
+            if node is not None and name in node.params:
+                promoted.default = node.params[name]
 
 
 def _read_node(raw: Any, index: int, workflow: Workflow, problems: list[Problem]) -> Node | None:
@@ -239,11 +383,15 @@ def _read_node(raw: Any, index: int, workflow: Workflow, problems: list[Problem]
         position = _position(position)
     except (TypeError, ValueError, OverflowError):
         problems.append(Problem("'position' must be two finite numbers", node_id))
-    extra = set(raw) - {"id", "type", "version", "mode", "params", "position", "title"}
+    overrides = raw.get("overrides", {})
+    if not (isinstance(overrides, dict) and all(isinstance(v, dict) for v in overrides.values())):
+        problems.append(Problem("'overrides' must map inner node paths to {parameter: value}", node_id))
+    extra = set(raw) - {"id", "type", "version", "mode", "params", "position", "title", "overrides"}
     problems += [Problem(f"unknown key {key!r}", node_id) for key in sorted(extra)]
     if len(problems) > bad:
         return None
-    return Node(node_id, type_id, version, dict(params), mode, position, title)
+    return Node(node_id, type_id, version, dict(params), mode, position, title,
+                {path: dict(values) for path, values in overrides.items()})
 
 
 def _normalise_params(node: Node, registry: Registry, problems: list[Problem]) -> None:
@@ -267,17 +415,10 @@ def _normalise_params(node: Node, registry: Registry, problems: list[Problem]) -
 
 
 def _read_link(raw: Any, problems: list[Problem]) -> Link | None:
-    def end(text: Any) -> tuple[str, str] | None:
-        if isinstance(text, str) and text.count(".") == 1:
-            node_id, port = text.split(".")
-            if NODE_ID_RE.match(node_id) and port:
-                return node_id, port
-        return None
-
     if not isinstance(raw, dict) or not {"from", "to"} <= set(raw) <= {"from", "to", "via"}:
         problems.append(Problem(f"a link must be {{\"from\": \"node.output\", \"to\": \"node.input\"}}, got {raw!r:.80}"))
         return None
-    src, dst = end(raw["from"]), end(raw["to"])
+    src, dst = _port_end(raw["from"]), _port_end(raw["to"])
     if src is None or dst is None:
         problems.append(Problem(f"link ends must be written 'node.port', got {raw!r:.80}"))
         return None

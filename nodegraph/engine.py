@@ -28,6 +28,7 @@ from .cache import Cache, Entry, run_release_hooks, same_value
 from .document import embedded_text
 from .errors import NodeFailed, NodegraphError, NodeUserError, ParamError, RunCancelled, WorkflowInvalid
 from .events import Event
+from .expand import flat_targets, flatten
 from .files import inside, write_new_file
 from .validate import validate
 from .workflow import Workflow, natural_key
@@ -83,6 +84,8 @@ class _Record:
 class _Plan:
     order: list[str]
     links_into: dict[str, dict[str, Any]]
+    flat: Workflow  # the workflow with its subgraph instances expanded (the workflow itself if it has none)
+    revision: int  # the workflow revision ``flat`` was expanded at
 
 
 class Context:
@@ -226,22 +229,25 @@ class Engine:
 
     def _plan(self, workflow: Workflow, targets) -> _Plan:
         # Parameter edits are checked by set_param and never change the plan: only structure counts.
+        # They do change the values subgraph instances write into their inner nodes: those are re-expanded.
         memo_key = (workflow.structure_revision, tuple(targets) if targets is not None else None)
         memo = self._plans.get(workflow)
         if memo is not None and memo[0] == memo_key:
-            return memo[1]
+            plan = memo[1]
+            if plan.revision != workflow.revision:
+                plan.flat, plan.revision = flatten(workflow), workflow.revision
+            return plan
         problems = validate(workflow)
         if problems:
             raise WorkflowInvalid(problems)
+        flat = flatten(workflow)
         registry = workflow.registry
         if targets is None:
-            targets = [
-                n.id for n in workflow.nodes.values() if n.mode == "active" and registry.get(n.type).output
-            ]
-        for t in targets:
-            workflow.node(t)
+            targets = [n.id for n in flat.nodes.values() if n.mode == "active" and registry.get(n.type).output]
+        else:
+            targets = flat_targets(workflow, flat, list(targets))
         links_into: dict[str, dict[str, Any]] = {}
-        for link in workflow.links:
+        for link in flat.links:
             links_into.setdefault(link.target, {})[link.input] = link
         needed, stack = set(), list(targets)
         while stack:
@@ -249,13 +255,13 @@ class Engine:
             if node_id in needed:
                 continue
             needed.add(node_id)
-            if workflow.nodes[node_id].mode != "muted":
+            if flat.nodes[node_id].mode != "muted":
                 stack.extend(link.source for link in links_into.get(node_id, {}).values())
         graph = nx.DiGraph()
         graph.add_nodes_from(needed)
-        graph.add_edges_from((l.source, l.target) for l in workflow.links if l.target in needed and l.source in needed)
+        graph.add_edges_from((l.source, l.target) for l in flat.links if l.target in needed and l.source in needed)
         order = list(nx.lexicographical_topological_sort(graph, key=natural_key))
-        plan = _Plan(order, links_into)
+        plan = _Plan(order, links_into, flat, workflow.revision)
         self._plans[workflow] = (memo_key, plan)
         return plan
 
@@ -297,7 +303,7 @@ class Engine:
                 run.emit(Event("cancelled", node_id))
                 result.status = "cancelled"
                 raise RunCancelled(node_id, result)
-            node = workflow.nodes[node_id]
+            node = plan.flat.nodes[node_id]
             node_type = registry.get(node.type)
             if node.mode == "muted":
                 result.skipped[node_id] = "muted"

@@ -5,6 +5,10 @@ step is a pure function on plain JSON data, so a file of any supported age is
 read by chaining them. Version 0 is the draft layout used before the first
 release (nodes keyed by id, links as positional lists); it is kept so that the
 mechanism is exercised and tested from day one.
+
+A file is written with the lowest version that holds what it uses: version 2
+added subgraphs, so a workflow without them is still written as version 1 and
+opens in an older nodegraph.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Callable
 from .errors import WorkflowFileError
 
 FORMAT = "nodegraph-workflow"
-VERSION = 1
+VERSION = 2
 
 
 def _v0_to_v1(doc: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +48,13 @@ def _v0_to_v1(doc: dict[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "version": 1, "metadata": doc.get("metadata", {}), "nodes": nodes, "links": links}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _v0_to_v1}
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    if "subgraphs" in doc:
+        raise WorkflowFileError("'subgraphs' needs format version 2 (this file says version 1)")
+    return {**doc, "version": 2}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _v0_to_v1, 1: _v1_to_v2}
 
 
 def upgrade(doc: dict[str, Any]) -> dict[str, Any]:

@@ -192,7 +192,11 @@ def references(workflow) -> dict[str, str]:
 
 
 def _model_params(workflow) -> dict[str, tuple[str, str]]:
-    """``"node.param" -> (reference, kind)`` for every model parameter not fed by a link."""
+    """``"node.param" -> (reference, kind)`` for every model parameter not fed by a link (inside a
+    subgraph instance, ``"hires/loader.model"``)."""
+    from .expand import flatten
+
+    workflow = flatten(workflow)
     linked = {(l.target, l.input) for l in workflow.links}
     refs = {}
     for node in workflow.nodes.values():

@@ -20,6 +20,7 @@ from .types import SCALAR_TYPES, PortType
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TYPE_ID_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+SUBGRAPH_TYPE_RE = re.compile(r"^subgraph:[A-Za-z0-9_-]{1,64}$")  # an instance of a workflow's own subgraph
 SEED_MAX = 2**64 - 1
 
 
@@ -132,7 +133,7 @@ class NodeType:
     upgrades: Mapping[int, Callable[[dict], dict]] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not TYPE_ID_RE.match(self.id):
+        if not (TYPE_ID_RE.match(self.id) or SUBGRAPH_TYPE_RE.match(self.id)):
             raise ValueError(f"node type id {self.id!r} must look like 'family.name'")
         names = [p.name for p in (*self.inputs, *self.params)]
         for name in names + [o.name for o in self.outputs]:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from .errors import NodegraphError, ParamError
 from .migrations import FORMAT, VERSION
 from .registry import REGISTRY, Registry
+from .subgraph import Subgraph, WorkflowTypes, subgraph_id
 from .validate import link_issue
 
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -44,12 +45,15 @@ class Node:
     mode: str = "active"
     position: tuple[float, float] = (0, 0)
     title: str | None = None
+    #: a subgraph instance's own values for inner parameters: inner node path -> {parameter: value}
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     _digest: str | None = field(default=None, repr=False, compare=False)
 
     def digest(self) -> str:
         """Hash of type, version and parameters: the node's own part of its fingerprint."""
         if self._digest is None:
-            text = json.dumps([self.type, self.version, self.params], sort_keys=True, separators=(",", ":"))
+            text = json.dumps([self.type, self.version, self.params, self.overrides], sort_keys=True,
+                              separators=(",", ":"))
             self._digest = hashlib.sha256(text.encode()).hexdigest()
         return self._digest
 
@@ -78,8 +82,14 @@ class Group:
 
 
 class Workflow:
-    def __init__(self, registry: Registry | None = None):
-        self.registry = registry or REGISTRY
+    """A graph of nodes. ``owner`` is set for the body of a subgraph: the workflow that defines it,
+    whose definitions and node types the body shares and whose revision its changes bump."""
+
+    def __init__(self, registry: Registry | WorkflowTypes | None = None, owner: "Workflow | None" = None):
+        self.owner = owner
+        self.subgraphs: dict[str, Subgraph] = owner.subgraphs if owner is not None else {}
+        base = registry.base if isinstance(registry, WorkflowTypes) else registry
+        self.registry = owner.registry if owner is not None else WorkflowTypes(base or REGISTRY, self.subgraphs)
         self.nodes: dict[str, Node] = {}
         self.links: list[Link] = []
         self.groups: dict[str, Group] = {}
@@ -103,23 +113,40 @@ class Workflow:
     def links_from(self, node_id: str) -> Iterator[Link]:
         return (link for link in self.links if link.source == node_id)
 
+    def root(self) -> "Workflow":
+        """The outermost workflow: this one, unless this is a subgraph's body."""
+        return self if self.owner is None else self.owner.root()
+
     def copy(self) -> "Workflow":
         other = Workflow(self.registry)
-        other.nodes = {k: copy.deepcopy(v) for k, v in self.nodes.items()}
-        other.links = list(self.links)
-        other.groups = copy.deepcopy(self.groups)
+        self._copy_graph_into(other)
+        for sub_id, sub in self.subgraphs.items():
+            body = Workflow(owner=other)
+            sub.body._copy_graph_into(body)
+            other.subgraphs[sub_id] = dataclasses.replace(copy.deepcopy(dataclasses.replace(sub, body=None)),
+                                                          body=body, _type=None)
         other.metadata = copy.deepcopy(self.metadata)
         other.base_dir = self.base_dir
         return other
 
+    def _copy_graph_into(self, other: "Workflow") -> None:
+        other.nodes = {k: copy.deepcopy(v) for k, v in self.nodes.items()}
+        other.links = list(self.links)
+        other.groups = copy.deepcopy(self.groups)
+
     # ----- editing -------------------------------------------------------------------------
     def _touch(self, node: Node | None = None) -> None:
         """Record a change; a change to one node's parameters leaves the graph's structure as it was."""
-        self.revision += 1
         if node is not None:
             node._digest = None
-        else:
+        self._bump(structure=node is None)
+
+    def _bump(self, structure: bool) -> None:
+        self.revision += 1
+        if structure:
             self.structure_revision += 1
+        if self.owner is not None:  # a subgraph's body: the workflow that uses it changed too
+            self.owner._bump(structure)
 
     def new_id(self, type_id: str) -> str:
         stem = re.sub(r"[^A-Za-z0-9_-]", "_", type_id.rsplit(".", 1)[-1])[:50]
@@ -164,20 +191,51 @@ class Workflow:
         self._touch()
 
     def set_param(self, node_id: str, name: str, value: Any) -> None:
+        """Set a parameter. ``node_id`` may be a path into a subgraph instance (``hires/sampler``): the
+        value then overrides that inner parameter for this one instance."""
         value = self.check_param(node_id, name, value)
-        node = self.nodes[node_id]
-        node.params[name] = value
+        instance, _, inner = node_id.partition("/")
+        node = self.nodes[instance]
+        if inner:
+            node.overrides.setdefault(inner, {})[name] = value
+        else:
+            node.params[name] = value
+        self._touch(node)
+
+    def clear_override(self, path: str, name: str) -> None:
+        """Let ``path``'s parameter follow the subgraph's definition again."""
+        instance, _, inner = path.partition("/")
+        node = self.node(instance)
+        values = node.overrides.get(inner, {})
+        values.pop(name, None)
+        if not values:
+            node.overrides.pop(inner, None)
         self._touch(node)
 
     def param_decl(self, node_id: str, name: str):
         """The declaration of a node's parameter, or :class:`ParamError` listing the known ones."""
-        node = self.node(node_id)
+        node = self.inner_node(node_id)
         node_type = self.registry.get(node.type)
         param = node_type.param(name) if node_type else None
         if param is None:
             known = ", ".join(p.name for p in node_type.params) if node_type else "none"
             raise ParamError(node_id, name, f"no such parameter (known: {known})")
         return param
+
+    def inner_node(self, path: str) -> Node:
+        """The node a path names: ``sampler`` here, or ``hires/sampler`` inside instance ``hires``'s
+        definition (the definition's node: an instance's overrides are on the instance)."""
+        head, _, rest = path.partition("/")
+        node = self.node(head)
+        if not rest:
+            return node
+        sub = self.subgraphs.get(subgraph_id(node.type) or "")
+        if sub is None:
+            raise NodegraphError(f"node {head!r} is not a subgraph, so {path!r} names nothing")
+        try:
+            return sub.body.inner_node(rest)
+        except NodegraphError as e:
+            raise NodegraphError(f"{e} in subgraph {sub.id!r}") from None
 
     def check_param(self, node_id: str, name: str, value: Any) -> Any:
         """The value ``set_param`` would store (in canonical form), without changing anything."""
@@ -186,6 +244,25 @@ class Workflow:
             return param.coerce(value)
         except ValueError as e:
             raise ParamError(node_id, name, str(e)) from None
+
+    def add_subgraph(self, sub: Subgraph) -> Subgraph:
+        if sub.id in self.subgraphs:
+            raise NodegraphError(f"a subgraph with id {sub.id!r} is already defined")
+        self.root().subgraphs[sub.id] = sub
+        self._touch()
+        return sub
+
+    def remove_subgraph(self, sub_id: str) -> None:
+        users = [n.id for n in self.root().all_instances() if subgraph_id(n.type) == sub_id]
+        if users:
+            raise NodegraphError(f"subgraph {sub_id!r} is still used by {', '.join(users)}")
+        self.subgraphs.pop(sub_id, None)
+        self._touch()
+
+    def all_instances(self):
+        """Every subgraph instance, here and in the definitions' bodies."""
+        for graph in (self, *(s.body for s in self.subgraphs.values())):
+            yield from (n for n in graph.nodes.values() if subgraph_id(n.type) is not None)
 
     def set_mode(self, node_id: str, mode: str) -> None:
         if mode not in MODES:
@@ -262,6 +339,16 @@ class Workflow:
 
     # ----- the canonical file form -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"format": FORMAT, "version": VERSION if self.subgraphs else 1}
+        if self.metadata:
+            doc["metadata"] = sorted_deep(self.metadata)
+        doc.update(self.graph_dict())
+        if self.subgraphs:
+            doc["subgraphs"] = [self.subgraphs[k].to_dict() for k in sorted(self.subgraphs, key=natural_key)]
+        return doc
+
+    def graph_dict(self) -> dict[str, Any]:
+        """Nodes, links and groups in canonical form (a workflow's, or a subgraph's body)."""
         nodes = []
         for node_id in sorted(self.nodes, key=natural_key):
             node = self.nodes[node_id]
@@ -271,6 +358,9 @@ class Workflow:
             entry["mode"] = node.mode
             entry["position"] = list(node.position)
             entry["params"] = {k: node.params[k] for k in sorted(node.params)}
+            if node.overrides:
+                entry["overrides"] = {path: {k: v[k] for k in sorted(v)}
+                                      for path, v in sorted(node.overrides.items(), key=lambda kv: natural_key(kv[0]))}
             nodes.append(entry)
         links = []
         for l in sorted(self.links, key=lambda l: (natural_key(l.target), l.input)):
@@ -285,11 +375,7 @@ class Workflow:
             if g.color:
                 entry["color"] = g.color
             groups.append(entry)
-        doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
-        if self.metadata:
-            doc["metadata"] = sorted_deep(self.metadata)
-        doc["nodes"] = nodes
-        doc["links"] = links
+        doc: dict[str, Any] = {"nodes": nodes, "links": links}
         if groups:
             doc["groups"] = groups
         return doc

@@ -9,7 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 _HOME = tempfile.mkdtemp(prefix="nodegraph-tests-")  # settings, QSettings and the hash cache stay out of ~
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
-for _name in ("NODEGRAPH_SETTINGS", "NODEGRAPH_COMFYUI", "NODEGRAPH_COMFYUI_EXTRA_PATHS"):  # a user's own install
+for _name in ("NODEGRAPH_SETTINGS", "NODEGRAPH_COMFYUI", "NODEGRAPH_COMFYUI_EXTRA_PATHS", "NODEGRAPH_SUBGRAPHS"):  # a user's own install
     os.environ.pop(_name, None)
 
 import pytest  # noqa: E402

@@ -191,3 +191,22 @@ def test_outpaint_example_paints_the_prompted_square_in_the_new_strip(tmp_path):
         kept = result.outputs["canvas"]["mask"][0, 0] == 0
         assert torch.equal(picture[:, kept], result.outputs["canvas"]["image"][0][:, kept]), seed
         assert kept[:, :32].all()
+
+
+def test_the_hires_fix_example_redraws_the_picture_at_twice_the_size(tmp_path):
+    """The example that uses the library's Hires fix subgraph: its pictures come out 128 x 128 with the
+    prompted red circle still on the left, and a new seed for the hires pass re-runs only that pass."""
+    wf = example("hires-fix")
+    wf.set_param("size", "batch_size", 1)
+    wf.set_param("base", "steps", 10)
+    wf.set_param("hires", "steps", 6)  # the promoted parameter: the pass's sampler takes it
+    engine = nodegraph.Engine(device="cpu")
+    result = engine.run(wf, output_dir=tmp_path)
+    picture = result.outputs["hires/decode"]["image"][0]
+    assert tuple(picture.shape) == (3, 128, 128)
+    found = main_object(picture)
+    assert object_count(picture) == 1 and found[0] == "red" and in_region("left", found[1], found[2])
+    wf.set_param("hires/sampler", "seed", 3)
+    again = engine.run(wf, output_dir=tmp_path)
+    assert again.executed == ["hires/sampler", "hires/decode", "grid", "save"]
+    assert again.reasons["hires/sampler"] == "parameter 'seed' changed (7 -> 3)"

@@ -77,7 +77,7 @@ def test_a_version_0_file_is_migrated():
 
 
 def test_a_newer_file_is_refused_with_a_clear_message():
-    with pytest.raises(nodegraph.WorkflowFileError, match="newer nodegraph.*version 7.*reads up to 1"):
+    with pytest.raises(nodegraph.WorkflowFileError, match="newer nodegraph.*version 7.*reads up to 2"):
         nodegraph.loads('{"format": "nodegraph-workflow", "version": 7, "nodes": [], "links": []}')
 
 

@@ -4,4 +4,4 @@ from importlib.resources import files
 
 
 def workflow_schema_path():
-    return files(__name__) / "workflow-v1.schema.json"
+    return files(__name__) / "workflow.schema.json"
