@@ -21,9 +21,10 @@ from nodegraph.document import embedded_text
 from .canvas import GraphScene, GraphView, stand_in_message
 from .palette import PaletteTree, QuickAdd, best_match
 from .preferences import Preferences, SettingsDialog
+from .run_control import RunControl
 from .runner import Runner
 from .shortcuts import ShortcutsDialog
-from .viewer import ImageViewer, to_pixmap
+from .viewer import ImageViewer
 
 INT32 = 2**31 - 1
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows"  # the example workflows of a source checkout
@@ -59,16 +60,6 @@ def _with_slider(spin, param, set_) -> QWidget:
     row.addWidget(slider, 2)
     row.addWidget(spin, 1)
     return box
-
-
-def _first_picture(values: dict):
-    """The first IMAGE or MASK among a node's outputs, or None."""
-    import torch
-
-    for value in values.values():
-        if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
-            return value
-    return None
 
 
 class Snapshot(QUndoCommand):
@@ -111,18 +102,13 @@ class MainWindow(QMainWindow):
         self.prefs = Preferences()
         self.output_dir = output_dir or self.prefs.output_dir()
         self.runner = Runner(engine or self._new_engine())
-        self.runner.event.connect(self._on_event)
-        self.runner.done.connect(self._on_done)
-        self.last_result: nodegraph.RunResult | None = None
-        self.previews: dict[str, object] = {}  # node id -> latest preview IMAGE from progress events
+        self.run_control = RunControl(self)
+        self.runner.event.connect(self.run_control.on_event)
+        self.runner.done.connect(self.run_control.on_done)
         self.path: Path | None = None
         self.saved_text = ""
         self.undo_stack = QUndoStack(self)
         self._snapshot = ""
-        self.live = self.prefs.live_mode()
-        self._live_timer = QTimer(self, singleShot=True, interval=300)  # debounce: one run per pause in editing
-        self._live_timer.timeout.connect(self._live_run)
-        self._live_pending = False
         self.setAcceptDrops(True)
         self._autosave = QTimer(self, interval=AUTOSAVE_MS)
         self._autosave.timeout.connect(self.autosave)
@@ -256,7 +242,7 @@ class MainWindow(QMainWindow):
         self.undo_stack.clear()
         self._offer_recovery()
         self._update_title()
-        self._mark_dirty()
+        self.run_control.mark_dirty()
         self.view.fit_all()
 
     def open_file(self, path: str | Path) -> bool:
@@ -429,7 +415,7 @@ class MainWindow(QMainWindow):
             widget = QLabel("driven by a link") if param.name in linked else self._param_widget(node.id, param)
             widget.setToolTip(param.description)
             self.form.addRow(param.name, widget)
-        self._show_outputs(node.id)
+        self.run_control.show_outputs(node.id)
 
     def _param_widget(self, node_id: str, param) -> QWidget:
         value = self.workflow.nodes[node_id].params[param.name]
@@ -544,24 +530,7 @@ class MainWindow(QMainWindow):
             self.undo_stack.push(Snapshot(self, self._snapshot, now))
             self._snapshot = now
         self._update_title()
-        self._mark_dirty()
-        if changed and self.live:
-            self._live_timer.start()
-
-    # ----- live mode: an edit re-runs the dirty part of the graph after a short pause ----------------
-    def set_live(self, on: bool) -> None:
-        self.live = on
-        self.live_action.setChecked(on)
-        self.prefs.set(live_mode=on)
-        if on:
-            self._live_timer.start()
-
-    def _live_run(self) -> None:
-        if self.runner.busy:  # the running graph is out of date: stop it, run again when it has stopped
-            self._live_pending = True
-            self.runner.cancel()
-            return
-        self._start(None)
+        self.run_control.edited(changed)
 
     def _restore(self, text: str, base_dir: Path | None) -> None:
         """Put the workflow back as ``text`` describes it (undo / redo). Its relative paths were written
@@ -574,7 +543,7 @@ class MainWindow(QMainWindow):
         self.scene.rebuild()
         self._snapshot = workflow.dumps()  # as rebased: the next edit's "before" is relative to base_dir now
         self._update_title()
-        self._mark_dirty()
+        self.run_control.mark_dirty()
         self._show_selection()
 
     # ----- clipboard, modes ------------------------------------------------------------------------
@@ -636,103 +605,26 @@ class MainWindow(QMainWindow):
                 self.scene.nodes[node_id].setSelected(True)
             self._after_edit()
 
-    def _mark_dirty(self) -> None:
-        """Show which nodes the next run would execute (only while no run is using the engine)."""
-        if self.runner.busy:
-            return
-        try:
-            dirty = self.runner.engine.dirty(self.workflow, output_dir=self.output_dir)
-        except nodegraph.NodegraphError:
-            return  # an unfinished graph (a required input not linked yet)
-        for node_id, item in self.scene.nodes.items():
-            if item.state in ("failed", "running"):
-                continue
-            if node_id in dirty:
-                item.set_state("dirty")
-            elif item.state == "dirty":
-                item.set_state("clean")
+    # ----- running: gui/run_control.py ------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        return self.run_control.live
 
-    # ----- running -------------------------------------------------------------------------------
+    @property
+    def last_result(self) -> nodegraph.RunResult | None:
+        return self.run_control.last_result
+
+    def set_live(self, on: bool) -> None:
+        self.run_control.set_live(on)
+
     def run_all(self) -> None:
-        self._start(None)
+        self.run_control.run_all()
 
     def run_selected(self) -> None:
-        ids = self.scene.selected_node_ids()
-        if ids:
-            self._start(ids)
+        self.run_control.run_selected()
 
     def _start(self, targets) -> None:
-        if self.runner.busy:
-            self.statusBar().showMessage("a run is already going (Esc cancels it)")
-            return
-        if self.runner.start(self.workflow, targets, self.output_dir):
-            self.statusBar().showMessage("running…")
-
-    def _on_event(self, event) -> None:
-        if event.kind == "started":
-            self.scene.set_state(event.node, "running", event.message, 0.0)
-        elif event.kind == "progress":
-            self.scene.set_state(event.node, "running", "", event.fraction)
-            if event.preview is not None:
-                self.previews[event.node] = event.preview
-                self.scene.set_thumbnail(event.node, to_pixmap(event.preview))  # the sampler shows its steps
-                if event.node in self.scene.selected_node_ids() or not self.scene.selected_node_ids():
-                    self.viewer.show_image(event.preview)
-        elif event.kind == "finished":
-            self.scene.set_state(event.node, "clean")
-        elif event.kind == "cached":
-            self.scene.set_state(event.node, "cached")
-        elif event.kind == "failed":
-            self.scene.set_state(event.node, "failed", event.message)
-            self.log.appendPlainText(f"node '{event.node}' failed: {event.message}")
-        elif event.kind == "skipped":
-            self.scene.set_state(event.node, "skipped", event.message)
-        elif event.kind == "cancelled":
-            self.scene.set_state(event.node, "dirty")
-
-    def _on_done(self, result) -> None:
-        self.last_result = result
-        if self._live_pending:
-            self._live_pending = False
-            self._live_timer.start()
-        for node_id, reason in result.reasons.items():
-            if node_id in self.scene.nodes and self.scene.nodes[node_id].state == "clean":
-                self.scene.nodes[node_id].set_state("clean", reason)
-            self.log.appendPlainText(f"ran {node_id}: {reason}")
-        for path in result.files:
-            self.log.appendPlainText(f"wrote {path}")
-        self._update_thumbnails(result)
-        summary = (f"{len(result.executed)} ran, {len(result.cached)} cached"
-                   if result.status == "ok" else f"{result.status}: {result.error or ''}")
-        self.statusBar().showMessage(summary)
-        ids = self.scene.selected_node_ids()
-        self._show_outputs(ids[0] if ids else self._last_output_node(result))
-        self._mark_dirty()
-
-    def _update_thumbnails(self, result) -> None:
-        """Output nodes (and nodes that showed previews) get the last picture they made drawn on them."""
-        for node_id in list(result.outputs):
-            node = self.workflow.nodes.get(node_id)
-            node_type = self.workflow.registry.get(node.type) if node else None
-            if node_type is None or not (node_type.output or node_id in self.previews):
-                continue
-            image = _first_picture(result.outputs[node_id])
-            self.scene.set_thumbnail(node_id, to_pixmap(image) if image is not None else None)
-        self.previews.clear()
-
-    def _last_output_node(self, result) -> str | None:
-        outputs = [n for n in result.outputs if n in self.workflow.nodes
-                   and self.workflow.registry.get(self.workflow.nodes[n].type).output]
-        return outputs[-1] if outputs else None
-
-    def _show_outputs(self, node_id: str | None) -> None:
-        """Show the node's first picture, or its text, from the last run."""
-        values = (self.last_result.outputs.get(node_id, {}) if self.last_result and node_id else {}) or {}
-        image = _first_picture(values)
-        if image is not None:
-            self.viewer.show_image(image)
-        texts = [f"{k}: {v}" for k, v in values.items() if isinstance(v, (str, float, int))]
-        self.preview_text.setText("\n".join(texts))
+        self.run_control.start(targets)
 
     # ----- frames, recent files, settings, help --------------------------------------------------------
     def _ask_text(self, title: str, label: str, text: str) -> str | None:
@@ -798,7 +690,7 @@ class MainWindow(QMainWindow):
             self._warn(f"engine now on {self.prefs.device()} with a {self.prefs.cache_gib():g} GiB cache "
                        "(cached results were dropped)")
         self._show_selection()  # model pickers list the folders' models
-        self._mark_dirty()
+        self.run_control.mark_dirty()
 
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self).exec()
