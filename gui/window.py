@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDialog, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog,
-    QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSlider, QSpinBox, QTreeWidgetItem,
-    QVBoxLayout, QWidget,
+    QDialog, QDockWidget, QFileDialog, QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
+    QScrollArea, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
 import nodegraph
-from nodegraph import models
 from nodegraph.document import embedded_text
 
-from .canvas import GraphScene, GraphView, stand_in_message
+from .canvas import GraphScene, GraphView
+from .inspector import Inspector
 from .palette import PaletteTree, QuickAdd, best_match
 from .preferences import Preferences, SettingsDialog
 from .run_control import RunControl
@@ -26,40 +23,7 @@ from .runner import Runner
 from .shortcuts import ShortcutsDialog
 from .viewer import ImageViewer
 
-INT32 = 2**31 - 1
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows"  # the example workflows of a source checkout
-SLIDER_SPAN = 1000  # parameters whose range is at most this wide get a slider beside their spin box
-
-
-def _with_slider(spin, param, set_) -> QWidget:
-    """A spin box, with a slider beside it when the parameter has a bounded range (the value is set when
-    the slider is let go, so a drag is one edit, not hundreds)."""
-    if param.min is None or param.max is None or not 0 < param.max - param.min <= SLIDER_SPAN:
-        return spin  # unbounded, or so wide (a size in pixels) that a slider could not hit a value
-    steps = 1000 if isinstance(spin, QDoubleSpinBox) else int(param.max - param.min)
-    slider = QSlider(Qt.Horizontal)
-    slider.setRange(0, steps)
-
-    def to_slider(v):
-        slider.blockSignals(True)
-        slider.setValue(round((v - param.min) / (param.max - param.min) * steps))
-        slider.blockSignals(False)
-
-    to_slider(spin.value())
-    spin.valueChanged.connect(to_slider)
-    def moved(pos):
-        spin.setValue(param.min + (param.max - param.min) * pos / steps)
-        if not slider.isSliderDown():  # a click on the groove or an arrow key: one edit each
-            set_(spin.value())
-
-    slider.valueChanged.connect(moved)
-    slider.sliderReleased.connect(lambda: set_(spin.value()))
-    box = QWidget()
-    row = QHBoxLayout(box)
-    row.setContentsMargins(0, 0, 0, 0)
-    row.addWidget(slider, 2)
-    row.addWidget(spin, 1)
-    return box
 
 
 class Snapshot(QUndoCommand):
@@ -140,8 +104,8 @@ class MainWindow(QMainWindow):
         self.tree.fill("")
         self._dock("Nodes", palette, Qt.LeftDockWidgetArea)
 
-        self.inspector = QWidget()
-        self.form = QFormLayout(self.inspector)
+        self.inspector = Inspector(self)
+        self.form = self.inspector.form
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.inspector)
@@ -234,7 +198,7 @@ class MainWindow(QMainWindow):
         self.scene.rebuild()
         self.scene.edited.connect(self._after_edit, Qt.UniqueConnection)
         self.scene.message.connect(self.statusBar().showMessage, Qt.UniqueConnection)
-        self.scene.selectionChanged.connect(self._show_selection, Qt.UniqueConnection)
+        self.scene.selectionChanged.connect(self.inspector.show_selection, Qt.UniqueConnection)
         self.scene.rename_group.connect(self.rename_group, Qt.UniqueConnection)
         self.path, self.saved_text = path, workflow.dumps()
         self.untitled_title = None  # the title of an untitled copy: "NAME (example)", "NAME (from ComfyUI)"
@@ -389,131 +353,6 @@ class MainWindow(QMainWindow):
             center = self.view.mapToScene(self.view.viewport().rect().center())
             self.scene.add_node(type_id, QPointF(center.x() - 100, center.y() - 40))
 
-    # ----- inspector -----------------------------------------------------------------------------
-    def _show_selection(self) -> None:
-        while self.form.rowCount():
-            self.form.removeRow(0)
-        ids = [i for i in self.scene.selected_node_ids() if i in self.workflow.nodes]
-        if len(ids) != 1:
-            return
-        node = self.workflow.nodes[ids[0]]
-        node_type = self.workflow.registry.get(node.type)
-        if node_type is None:  # drawn as a stand-in: say what it is and what it kept
-            title = self.scene.nodes[node.id].node_type.title if node.id in self.scene.nodes else node.type
-            self.form.addRow(QLabel(f"<b>{title}</b>  <small>{node.id} · {node.type}</small>"))
-            text = QLabel(stand_in_message(node) + "\n\n" + json.dumps(node.params, indent=1)[:2000])
-            text.setWordWrap(True)
-            self.form.addRow(text)
-            return
-        self.form.addRow(QLabel(f"<b>{node_type.title}</b>  <small>{node.id} · {node_type.id}</small>"))
-        if node_type.description:
-            text = QLabel(node_type.description)
-            text.setWordWrap(True)
-            self.form.addRow(text)
-        linked = self.scene.linked_inputs(node.id)
-        for param in node_type.params:
-            widget = QLabel("driven by a link") if param.name in linked else self._param_widget(node.id, param)
-            widget.setToolTip(param.description)
-            self.form.addRow(param.name, widget)
-        self.run_control.show_outputs(node.id)
-
-    def _param_widget(self, node_id: str, param) -> QWidget:
-        value = self.workflow.nodes[node_id].params[param.name]
-        kind = str(param.type)
-        set_ = lambda v: self.set_param(node_id, param.name, v)  # noqa: E731
-        if kind == "BOOL":
-            w = QCheckBox()
-            w.setChecked(bool(value))
-            w.toggled.connect(set_)
-        elif kind == "ENUM":
-            w = QComboBox()
-            w.addItems(list(param.choices))
-            w.setCurrentText(value)
-            w.currentTextChanged.connect(set_)
-        elif kind == "FLOAT":
-            w = QDoubleSpinBox()
-            w.setDecimals(3)
-            w.setRange(param.min if param.min is not None else -1e9, param.max if param.max is not None else 1e9)
-            w.setSingleStep(param.step or 0.1)
-            w.setValue(value)
-            w.editingFinished.connect(lambda spin=w: set_(spin.value()))
-            w = _with_slider(w, param, set_)
-        elif kind == "INT" and -INT32 <= (param.min or 0) and (param.max or 0) <= INT32:
-            w = QSpinBox()
-            w.setRange(int(param.min if param.min is not None else -INT32), int(param.max if param.max is not None else INT32))
-            w.setSingleStep(int(param.step or 1))
-            w.setValue(value)
-            w.editingFinished.connect(lambda spin=w: set_(spin.value()))
-            w = _with_slider(w, param, set_)
-        elif kind in ("INT", "SEED"):
-            w = QWidget()
-            row = QHBoxLayout(w)
-            row.setContentsMargins(0, 0, 0, 0)
-            edit = QLineEdit(str(value))
-            edit.editingFinished.connect(lambda: self._set_int_text(node_id, param.name, edit))
-            row.addWidget(edit)
-            if kind == "SEED":
-                dice = QPushButton("random")
-                dice.clicked.connect(lambda: (edit.setText(str(random.getrandbits(32))),
-                                              self._set_int_text(node_id, param.name, edit)))
-                row.addWidget(dice)
-        elif param.hint == "multiline":
-            w = QPlainTextEdit(value)
-            w.setFixedHeight(70)
-            w.textChanged.connect(lambda: set_(w.toPlainText()))
-        elif param.hint == models.MODEL_HINT:
-            w = QWidget()
-            row = QHBoxLayout(w)
-            row.setContentsMargins(0, 0, 0, 0)
-            combo = QComboBox()
-            combo.setEditable(True)
-            try:  # the model folders' models by name, and the ComfyUI folders' of the parameter's kind
-                combo.addItems(models.available(param.kind or None))
-            except nodegraph.NodegraphError as e:  # e.g. a broken extra_model_paths.yaml: say so, keep editing
-                self._warn(str(e))
-            combo.setCurrentText(value)
-            combo.currentTextChanged.connect(set_)
-            browse = QPushButton("…")
-            browse.setToolTip("choose a model folder (diffusers layout) elsewhere; a weights file with Shift")
-            browse.clicked.connect(lambda: self._browse_model(combo))
-            row.addWidget(combo, 1)
-            row.addWidget(browse)
-        else:
-            w = QWidget()
-            row = QHBoxLayout(w)
-            row.setContentsMargins(0, 0, 0, 0)
-            edit = QLineEdit(value)
-            edit.editingFinished.connect(lambda: set_(edit.text()))
-            row.addWidget(edit)
-            if param.hint == "file":
-                browse = QPushButton("…")
-                browse.clicked.connect(lambda: self._browse(edit, set_))
-                row.addWidget(browse)
-        return w
-
-    def _set_int_text(self, node_id: str, name: str, edit: QLineEdit) -> None:
-        try:
-            self.set_param(node_id, name, int(edit.text()))
-        except ValueError:
-            self._warn(f"node '{node_id}' parameter '{name}': {edit.text()!r} is not a whole number")
-
-    def _browse_model(self, combo: QComboBox) -> None:
-        from PySide6.QtWidgets import QApplication
-
-        if QApplication.keyboardModifiers() & Qt.ShiftModifier:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose a weights file", "",
-                                                  "Weights (*.safetensors *.bin *.pth *.ckpt *.pt)")
-        else:
-            path = QFileDialog.getExistingDirectory(self, "Choose a model folder")
-        if path:
-            combo.setCurrentText(path)
-
-    def _browse(self, edit: QLineEdit, set_) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a file")
-        if path:
-            edit.setText(path)
-            set_(path)
-
     def set_param(self, node_id: str, name: str, value) -> None:
         try:
             self.workflow.set_param(node_id, name, value)
@@ -544,7 +383,7 @@ class MainWindow(QMainWindow):
         self._snapshot = workflow.dumps()  # as rebased: the next edit's "before" is relative to base_dir now
         self._update_title()
         self.run_control.mark_dirty()
-        self._show_selection()
+        self.inspector.show_selection()
 
     # ----- clipboard, modes ------------------------------------------------------------------------
     def selection_text(self) -> str:
@@ -689,7 +528,7 @@ class MainWindow(QMainWindow):
             self.runner.engine = self._new_engine()
             self._warn(f"engine now on {self.prefs.device()} with a {self.prefs.cache_gib():g} GiB cache "
                        "(cached results were dropped)")
-        self._show_selection()  # model pickers list the folders' models
+        self.inspector.show_selection()  # model pickers list the folders' models
         self.run_control.mark_dirty()
 
     def show_shortcuts(self) -> None:
