@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, Qt, QTimer
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QDialog, QDockWidget, QFileDialog, QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
+    QDialog, QDockWidget, QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
     QScrollArea, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
@@ -15,6 +15,7 @@ import nodegraph
 from nodegraph.document import embedded_text
 
 from .canvas import GraphScene, GraphView
+from .document import Document
 from .inspector import Inspector
 from .palette import PaletteTree, QuickAdd, best_match
 from .preferences import Preferences, SettingsDialog
@@ -24,34 +25,6 @@ from .shortcuts import ShortcutsDialog
 from .viewer import ImageViewer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows"  # the example workflows of a source checkout
-
-
-class Snapshot(QUndoCommand):
-    """One edit, as the canonical document before and after it (every kind of edit undoes the same way)."""
-
-    def __init__(self, window: "MainWindow", before: str, after: str):
-        super().__init__("edit")
-        self.window, self.before, self.after, self.first = window, before, after, True
-        self.base_dir = window.workflow.base_dir  # what the documents' relative paths are relative to
-
-    def redo(self) -> None:
-        if self.first:  # the edit is already done when the command is pushed
-            self.first = False
-            return
-        self.window._restore(self.after, self.base_dir)
-
-    def undo(self) -> None:
-        self.window._restore(self.before, self.base_dir)
-
-
-AUTOSAVE_MS = 30_000
-
-
-def recovery_dir() -> Path:
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "nodegraph" / "recovery"
 
 
 class MainWindow(QMainWindow):
@@ -69,14 +42,8 @@ class MainWindow(QMainWindow):
         self.run_control = RunControl(self)
         self.runner.event.connect(self.run_control.on_event)
         self.runner.done.connect(self.run_control.on_done)
-        self.path: Path | None = None
-        self.saved_text = ""
-        self.undo_stack = QUndoStack(self)
-        self._snapshot = ""
+        self.document = Document(self)
         self.setAcceptDrops(True)
-        self._autosave = QTimer(self, interval=AUTOSAVE_MS)
-        self._autosave.timeout.connect(self.autosave)
-        self._autosave.start()
         self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
         self.view.quick_add.connect(self.open_quick_add)
@@ -88,7 +55,7 @@ class MainWindow(QMainWindow):
         if path:
             self.open_file(path)
         else:
-            self._set_workflow(nodegraph.Workflow(), None)
+            self.document.set_workflow(nodegraph.Workflow(), None)
 
     # ----- layout --------------------------------------------------------------------------------
     def _build_docks(self) -> None:
@@ -188,149 +155,86 @@ class MainWindow(QMainWindow):
         help_ = self.menuBar().addMenu("&Help")
         action(help_, "Keyboard shortcuts", "F1", self.show_shortcuts)
 
-    # ----- the workflow and its file ----------------------------------------------------------------
+    # ----- the workflow on the canvas, and edits to it --------------------------------------------
     @property
     def workflow(self) -> nodegraph.Workflow:
         return self.scene.workflow
 
-    def _set_workflow(self, workflow: nodegraph.Workflow, path: Path | None) -> None:
-        self.scene.workflow = workflow
-        self.scene.rebuild()
+    def _connect_scene(self) -> None:
+        """What the window hears from the scene; the document calls this each time it sets a workflow (the
+        connections are unique, so they are made once)."""
         self.scene.edited.connect(self._after_edit, Qt.UniqueConnection)
         self.scene.message.connect(self.statusBar().showMessage, Qt.UniqueConnection)
         self.scene.selectionChanged.connect(self.inspector.show_selection, Qt.UniqueConnection)
         self.scene.rename_group.connect(self.rename_group, Qt.UniqueConnection)
-        self.path, self.saved_text = path, workflow.dumps()
-        self.untitled_title = None  # the title of an untitled copy: "NAME (example)", "NAME (from ComfyUI)"
-        self._snapshot = self.saved_text
-        self.undo_stack.clear()
-        self._offer_recovery()
-        self._update_title()
-        self.run_control.mark_dirty()
-        self.view.fit_all()
 
-    def open_file(self, path: str | Path) -> bool:
+    def set_param(self, node_id: str, name: str, value) -> None:
         try:
-            workflow = nodegraph.load(path, strict=False)
+            self.workflow.set_param(node_id, name, value)
         except nodegraph.NodegraphError as e:
             self._warn(str(e))
-            return False
-        for problem in workflow.problems:
-            self.log.appendPlainText(f"{path}: {problem}")
-        report = workflow.imported
-        keep_path = report is None and not str(path).lower().endswith(".png")
-        self._set_workflow(workflow, Path(path) if keep_path else None)
-        if report is not None:  # converted: Save asks where to keep ours instead of overwriting ComfyUI's file
-            self.untitled_title = f"{Path(path).stem} (from ComfyUI)"
-            self._update_title()
-            for line in [f"not converted: node {u['id']} ({u['class_type']}): {u['why']}" for u in report.unmapped] + [
-                    f"note: {n}" for n in report.notes]:
-                self.log.appendPlainText(f"{path}: {line}")
-            self.statusBar().showMessage(
-                f"ComfyUI workflow: {report.mapped} of {report.nodes} nodes converted"
-                + (f"; {len(report.unmapped)} kept as placeholders (see the log)" if report.unmapped else ""))
-        self.prefs.add_recent(path)
-        return True
-
-    def open_demo(self, run: bool = True) -> bool:
-        """Open the bundled demo workflow (the demo model drawing a prompt) and run it: what a first start shows."""
-        try:
-            from nodegraph_demo.first_run import first_run_workflow
-
-            workflow = first_run_workflow()
-        except (ImportError, nodegraph.NodegraphError) as e:
-            self._warn(f"no demo workflow: {e}")
-            return False
-        self._set_workflow(workflow, None)
-        self.statusBar().showMessage("the demo workflow: change the prompt or the seed and run again")
-        if run:
-            QTimer.singleShot(0, self.run_all)
-        return True
-
-    def choose_file(self) -> None:
-        if not self._may_discard():
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", "", "Workflows (*.json *.png)")
-        if path:
-            self.open_file(path)
+        self.scene.nodes[node_id].update()
+        self._after_edit()
 
-    def new_file(self) -> None:
-        if self._may_discard():
-            self._set_workflow(nodegraph.Workflow(), None)
-
-    def save_file(self) -> bool:
-        if self.path is None:
-            return self.save_file_as()
-        nodegraph.save(self.workflow, self.path)
-        self.saved_text = self.workflow.dumps()
-        self._discard_recovery()
-        self._update_title()
-        self.statusBar().showMessage(f"saved {self.path}")
-        return True
-
-    def save_file_as(self) -> bool:
-        path, _ = QFileDialog.getSaveFileName(self, "Save workflow", "", "Workflows (*.json)")
-        if not path:
-            return False
-        self.path = Path(path)
-        moved = nodegraph.rebase(self.workflow, self.path.parent)  # relative input paths keep their files
-        if moved:
-            self.scene.rebuild()
-            self._snapshot = self.workflow.dumps()  # not an edit to undo: undo rebases older states too
-            self.log.appendPlainText(f"paths made relative to {self.path.parent}: {', '.join(moved)}")
-        if not self.save_file():
-            return False
-        self.prefs.add_recent(self.path)
-        return True
-
-    # ----- autosave and recovery after a crash ------------------------------------------------------
-    def recovery_path(self) -> Path:
-        import hashlib
-
-        key = str(self.path.resolve()) if self.path else "untitled"
-        return recovery_dir() / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
-
-    def autosave(self) -> None:
-        """While there are unsaved changes, keep a copy where the next start will find it."""
-        if self.modified():
-            target = self.recovery_path()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            nodegraph.save(self.workflow, target)
-
-    def _discard_recovery(self) -> None:
-        self.recovery_path().unlink(missing_ok=True)
-
-    def _offer_recovery(self) -> None:
-        target = self.recovery_path()
-        if not target.is_file():
-            return
-        import datetime
-
-        when = datetime.datetime.fromtimestamp(target.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-        name = self.path.name if self.path else "an untitled workflow"
-        if self.confirm("Recover unsaved work", f"Restore the unsaved changes to {name} from {when}?"):
-            try:
-                recovered = nodegraph.loads(target.read_text(encoding="utf-8"), strict=False)
-            except (OSError, nodegraph.NodegraphError) as e:
-                self._warn(f"the recovery file could not be read: {e}")
-                return
-            recovered.base_dir = self.workflow.base_dir
-            self.scene.workflow = recovered
-            self.scene.rebuild()
-            self._snapshot = recovered.dumps()  # modified against saved_text: the title shows it
-        else:
-            self._discard_recovery()
-
-    def modified(self) -> bool:
-        return self.workflow.dumps() != self.saved_text
-
-    def _update_title(self) -> None:
-        name = self.path.name if self.path else self.untitled_title or "untitled"
-        self.setWindowTitle(f"{name}{' *' if self.modified() else ''} — nodegraph")
+    def _after_edit(self) -> None:
+        """An edit was made (on the canvas, in the inspector, from a menu): one undo step, then what it dirtied."""
+        self.run_control.edited(self.document.record_edit())
 
     def _warn(self, text: str) -> None:
         self.log.appendPlainText(text)
         self.statusBar().showMessage(text)
+
+    # ----- the document: gui/document.py ---------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        return self.document.path
+
+    @path.setter
+    def path(self, path: Path | None) -> None:
+        self.document.path = path
+
+    @property
+    def saved_text(self) -> str:
+        return self.document.saved_text
+
+    @saved_text.setter
+    def saved_text(self, text: str) -> None:
+        self.document.saved_text = text
+
+    @property
+    def undo_stack(self) -> QUndoStack:
+        return self.document.undo_stack
+
+    def open_file(self, path: str | Path) -> bool:
+        return self.document.open_file(path)
+
+    def open_demo(self, run: bool = True) -> bool:
+        return self.document.open_demo(run)
+
+    def open_example(self, path: str | Path) -> bool:
+        return self.document.open_example(path)
+
+    def choose_file(self) -> None:
+        self.document.choose_file()
+
+    def new_file(self) -> None:
+        self.document.new_file()
+
+    def save_file(self) -> bool:
+        return self.document.save_file()
+
+    def save_file_as(self) -> bool:
+        return self.document.save_file_as()
+
+    def recovery_path(self) -> Path:
+        return self.document.recovery_path()
+
+    def autosave(self) -> None:
+        self.document.autosave()
+
+    def modified(self) -> bool:
+        return self.document.modified()
 
     # ----- palette -------------------------------------------------------------------------------
     def open_quick_add(self, scene_pos: QPointF) -> QuickAdd:
@@ -352,38 +256,6 @@ class MainWindow(QMainWindow):
         if type_id:
             center = self.view.mapToScene(self.view.viewport().rect().center())
             self.scene.add_node(type_id, QPointF(center.x() - 100, center.y() - 40))
-
-    def set_param(self, node_id: str, name: str, value) -> None:
-        try:
-            self.workflow.set_param(node_id, name, value)
-        except nodegraph.NodegraphError as e:
-            self._warn(str(e))
-            return
-        self.scene.nodes[node_id].update()
-        self._after_edit()
-
-    def _after_edit(self) -> None:
-        now = self.workflow.dumps()
-        changed = now != self._snapshot
-        if changed:
-            self.undo_stack.push(Snapshot(self, self._snapshot, now))
-            self._snapshot = now
-        self._update_title()
-        self.run_control.edited(changed)
-
-    def _restore(self, text: str, base_dir: Path | None) -> None:
-        """Put the workflow back as ``text`` describes it (undo / redo). Its relative paths were written
-        for ``base_dir``; since then Save As may have moved the workflow, so they are rebased to where it is."""
-        workflow = nodegraph.loads(text, strict=False)
-        workflow.base_dir = base_dir
-        if self.workflow.base_dir is not None:
-            nodegraph.rebase(workflow, self.workflow.base_dir)
-        self.scene.workflow = workflow
-        self.scene.rebuild()
-        self._snapshot = workflow.dumps()  # as rebased: the next edit's "before" is relative to base_dir now
-        self._update_title()
-        self.run_control.mark_dirty()
-        self.inspector.show_selection()
 
     # ----- clipboard, modes ------------------------------------------------------------------------
     def selection_text(self) -> str:
@@ -480,7 +352,7 @@ class MainWindow(QMainWindow):
         for path in self.prefs.recent_files():
             act = self.recent_menu.addAction(path)
             act.setEnabled(Path(path).exists())
-            act.triggered.connect(lambda _=False, p=path: self._may_discard() and self.open_file(p))
+            act.triggered.connect(lambda _=False, p=path: self.document.may_discard() and self.open_file(p))
         self.recent_menu.addSeparator()
         self.recent_menu.addAction("Clear list", self.prefs.clear_recent)
 
@@ -489,23 +361,9 @@ class MainWindow(QMainWindow):
         found = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
         for path in found:
             act = self.examples_menu.addAction(path.stem)
-            act.triggered.connect(lambda _=False, p=path: self._may_discard() and self.open_example(p))
+            act.triggered.connect(lambda _=False, p=path: self.document.may_discard() and self.open_example(p))
         if not found:
             self.examples_menu.addAction(f"no examples in {EXAMPLES}").setEnabled(False)
-
-    def open_example(self, path: str | Path) -> bool:
-        """Open an example as a new, untitled workflow: its inputs still load from beside the example, and
-        Save asks where to keep the copy (rewriting those paths) instead of changing the example itself."""
-        try:
-            workflow = nodegraph.load(path, strict=False)
-        except nodegraph.NodegraphError as e:
-            self._warn(str(e))
-            return False
-        self._set_workflow(workflow, None)
-        self.untitled_title = f"{Path(path).stem} (example)"
-        self._update_title()
-        self.statusBar().showMessage(f"example {Path(path).stem}: Run it, change it, Save As to keep your copy")
-        return True
 
     def _new_engine(self) -> nodegraph.Engine:
         return nodegraph.Engine(device=self.prefs.device(), cache_bytes=int(self.prefs.cache_gib() * 1024**3))
@@ -542,28 +400,17 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:
         path = event.mimeData().urls()[0].toLocalFile()
-        if self._may_discard():
+        if self.document.may_discard():
             self.open_file(path)
         event.acceptProposedAction()
 
-    def _may_discard(self) -> bool:
-        """Ask before unsaved changes are lost; True when it is fine to go on."""
-        if not self.modified():
-            return True
-        answer = QMessageBox.question(self, "Unsaved changes", "Save the workflow first?",
-                                      QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
-        if answer == QMessageBox.Discard:
-            self._discard_recovery()
-        return answer == QMessageBox.Discard or (answer == QMessageBox.Save and self.save_file())
-
     def closeEvent(self, event) -> None:
-        if not self._may_discard():
+        if not self.document.may_discard():
             event.ignore()
             return
         self.runner.cancel()
         self.runner.wait(5)
         for signal in (self.scene.selectionChanged, self.scene.edited, self.scene.message):
             signal.disconnect()  # the scene emits while it is torn down; the window is gone by then
-        self._autosave.stop()
-        self._discard_recovery()  # closed on purpose: nothing to recover
+        self.document.close()  # closed on purpose: nothing to recover
         event.accept()
