@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoStack
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QDialog, QDockWidget, QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
     QScrollArea, QTreeWidgetItem, QVBoxLayout, QWidget,
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 import nodegraph
 from nodegraph.document import embedded_text
 
+from . import clipboard
 from .canvas import GraphScene, GraphView
 from .document import Document
 from .inspector import Inspector
@@ -257,53 +258,23 @@ class MainWindow(QMainWindow):
             center = self.view.mapToScene(self.view.viewport().rect().center())
             self.scene.add_node(type_id, QPointF(center.x() - 100, center.y() - 40))
 
-    # ----- clipboard, modes ------------------------------------------------------------------------
+    # ----- clipboard (gui/clipboard.py), selection, modes ----------------------------------------------
     def selection_text(self) -> str:
-        """The selected nodes and the links between them, as a workflow document."""
-        ids = set(self.scene.selected_node_ids())
-        part = nodegraph.Workflow(self.workflow.registry)
-        for node_id in ids:
-            part.nodes[node_id] = self.workflow.nodes[node_id]
-        part.links = [l for l in self.workflow.links if l.source in ids and l.target in ids]
-        return part.dumps()
+        return clipboard.selection_text(self.scene)
 
     def copy_selection(self) -> None:
-        if self.scene.selected_node_ids():
-            QGuiApplication.clipboard().setText(self.selection_text())
+        clipboard.copy_selection(self.scene)
 
     def cut_selection(self) -> None:
-        """Copy the selected nodes, then delete them: one undo step brings them back."""
-        if self.scene.selected_node_ids():
-            self.copy_selection()
-            self.scene.delete_selected()
+        clipboard.cut_selection(self.scene)
+
+    def paste(self, text: str | None = None) -> None:
+        if clipboard.paste(self.scene, text, self._warn):
+            self._after_edit()
 
     def select_all(self) -> None:
         for item in self.scene.nodes.values():
             item.setSelected(True)
-
-    def paste(self, text: str | None = None) -> None:
-        """Add the nodes of a workflow document (the clipboard's) with fresh ids, offset, and select them."""
-        text = QGuiApplication.clipboard().text() if text is None else text
-        try:
-            part = nodegraph.loads(text, strict=False)
-        except nodegraph.NodegraphError as e:
-            self._warn(f"nothing to paste: {e}")
-            return
-        renamed = {}
-        for node in part.nodes.values():
-            if self.workflow.registry.get(node.type) is None:
-                continue
-            x, y = node.position
-            new = self.workflow.add_node(node.type, params=dict(node.params), position=(x + 40, y + 40),
-                                         mode=node.mode, title=node.title)
-            renamed[node.id] = new.id
-        for link in part.links:
-            if link.source in renamed and link.target in renamed:
-                self.workflow.connect(renamed[link.source], link.output, renamed[link.target], link.input)
-        self.scene.rebuild()
-        for node_id in renamed.values():
-            self.scene.nodes[node_id].setSelected(True)
-        self._after_edit()
 
     def toggle_mode(self, mode: str) -> None:
         ids = self.scene.selected_node_ids()
