@@ -1,4 +1,10 @@
-"""The main window: canvas, palette, inspector, viewer, log, the menus and the run controls."""
+"""The main window: canvas, palette, inspector, viewer, log, the menus and the run controls.
+
+The window lays these out and wires its parts together: the parameter form (``gui/inspector.py``), the
+document with its undo history and recovery (``gui/document.py``), the clipboard (``gui/clipboard.py``) and
+run control (``gui/run_control.py``). Menus, tests and scripts call the window; its methods hand over to
+the part that holds the work.
+"""
 
 from __future__ import annotations
 
