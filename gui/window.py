@@ -1,102 +1,37 @@
-"""The main window: canvas, palette, inspector, viewer, log, the menus and the run controls."""
+"""The main window: canvas, palette, inspector, viewer, log, the menus and the run controls.
+
+The window lays these out and wires its parts together: the parameter form (``gui/inspector.py``), the
+document with its undo history and recovery (``gui/document.py``), the clipboard (``gui/clipboard.py``) and
+run control (``gui/run_control.py``). Menus, tests and scripts call the window; its methods hand over to
+the part that holds the work.
+"""
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, Qt, QTimer
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDialog, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog,
-    QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSlider, QSpinBox, QTreeWidgetItem,
-    QVBoxLayout, QWidget,
+    QDialog, QDockWidget, QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
+    QScrollArea, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
 import nodegraph
-from nodegraph import models
 from nodegraph.document import embedded_text
 
-from .canvas import GraphScene, GraphView, stand_in_message
+from . import clipboard
+from .canvas import GraphScene, GraphView
+from .document import Document
+from .inspector import Inspector
 from .palette import PaletteTree, QuickAdd, best_match
 from .preferences import Preferences, SettingsDialog
+from .run_control import RunControl
 from .runner import Runner
 from .shortcuts import ShortcutsDialog
-from .viewer import ImageViewer, to_pixmap
+from .viewer import ImageViewer
 
-INT32 = 2**31 - 1
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows"  # the example workflows of a source checkout
-SLIDER_SPAN = 1000  # parameters whose range is at most this wide get a slider beside their spin box
-
-
-def _with_slider(spin, param, set_) -> QWidget:
-    """A spin box, with a slider beside it when the parameter has a bounded range (the value is set when
-    the slider is let go, so a drag is one edit, not hundreds)."""
-    if param.min is None or param.max is None or not 0 < param.max - param.min <= SLIDER_SPAN:
-        return spin  # unbounded, or so wide (a size in pixels) that a slider could not hit a value
-    steps = 1000 if isinstance(spin, QDoubleSpinBox) else int(param.max - param.min)
-    slider = QSlider(Qt.Horizontal)
-    slider.setRange(0, steps)
-
-    def to_slider(v):
-        slider.blockSignals(True)
-        slider.setValue(round((v - param.min) / (param.max - param.min) * steps))
-        slider.blockSignals(False)
-
-    to_slider(spin.value())
-    spin.valueChanged.connect(to_slider)
-    def moved(pos):
-        spin.setValue(param.min + (param.max - param.min) * pos / steps)
-        if not slider.isSliderDown():  # a click on the groove or an arrow key: one edit each
-            set_(spin.value())
-
-    slider.valueChanged.connect(moved)
-    slider.sliderReleased.connect(lambda: set_(spin.value()))
-    box = QWidget()
-    row = QHBoxLayout(box)
-    row.setContentsMargins(0, 0, 0, 0)
-    row.addWidget(slider, 2)
-    row.addWidget(spin, 1)
-    return box
-
-
-def _first_picture(values: dict):
-    """The first IMAGE or MASK among a node's outputs, or None."""
-    import torch
-
-    for value in values.values():
-        if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
-            return value
-    return None
-
-
-class Snapshot(QUndoCommand):
-    """One edit, as the canonical document before and after it (every kind of edit undoes the same way)."""
-
-    def __init__(self, window: "MainWindow", before: str, after: str):
-        super().__init__("edit")
-        self.window, self.before, self.after, self.first = window, before, after, True
-        self.base_dir = window.workflow.base_dir  # what the documents' relative paths are relative to
-
-    def redo(self) -> None:
-        if self.first:  # the edit is already done when the command is pushed
-            self.first = False
-            return
-        self.window._restore(self.after, self.base_dir)
-
-    def undo(self) -> None:
-        self.window._restore(self.before, self.base_dir)
-
-
-AUTOSAVE_MS = 30_000
-
-
-def recovery_dir() -> Path:
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "nodegraph" / "recovery"
 
 
 class MainWindow(QMainWindow):
@@ -111,22 +46,11 @@ class MainWindow(QMainWindow):
         self.prefs = Preferences()
         self.output_dir = output_dir or self.prefs.output_dir()
         self.runner = Runner(engine or self._new_engine())
-        self.runner.event.connect(self._on_event)
-        self.runner.done.connect(self._on_done)
-        self.last_result: nodegraph.RunResult | None = None
-        self.previews: dict[str, object] = {}  # node id -> latest preview IMAGE from progress events
-        self.path: Path | None = None
-        self.saved_text = ""
-        self.undo_stack = QUndoStack(self)
-        self._snapshot = ""
-        self.live = self.prefs.live_mode()
-        self._live_timer = QTimer(self, singleShot=True, interval=300)  # debounce: one run per pause in editing
-        self._live_timer.timeout.connect(self._live_run)
-        self._live_pending = False
+        self.run_control = RunControl(self)
+        self.runner.event.connect(self.run_control.on_event)
+        self.runner.done.connect(self.run_control.on_done)
+        self.document = Document(self)
         self.setAcceptDrops(True)
-        self._autosave = QTimer(self, interval=AUTOSAVE_MS)
-        self._autosave.timeout.connect(self.autosave)
-        self._autosave.start()
         self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
         self.view.quick_add.connect(self.open_quick_add)
@@ -138,7 +62,7 @@ class MainWindow(QMainWindow):
         if path:
             self.open_file(path)
         else:
-            self._set_workflow(nodegraph.Workflow(), None)
+            self.document.set_workflow(nodegraph.Workflow(), None)
 
     # ----- layout --------------------------------------------------------------------------------
     def _build_docks(self) -> None:
@@ -154,8 +78,8 @@ class MainWindow(QMainWindow):
         self.tree.fill("")
         self._dock("Nodes", palette, Qt.LeftDockWidgetArea)
 
-        self.inspector = QWidget()
-        self.form = QFormLayout(self.inspector)
+        self.inspector = Inspector(self)
+        self.form = self.inspector.form
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.inspector)
@@ -238,149 +162,86 @@ class MainWindow(QMainWindow):
         help_ = self.menuBar().addMenu("&Help")
         action(help_, "Keyboard shortcuts", "F1", self.show_shortcuts)
 
-    # ----- the workflow and its file ----------------------------------------------------------------
+    # ----- the workflow on the canvas, and edits to it --------------------------------------------
     @property
     def workflow(self) -> nodegraph.Workflow:
         return self.scene.workflow
 
-    def _set_workflow(self, workflow: nodegraph.Workflow, path: Path | None) -> None:
-        self.scene.workflow = workflow
-        self.scene.rebuild()
+    def _connect_scene(self) -> None:
+        """What the window hears from the scene; the document calls this each time it sets a workflow (the
+        connections are unique, so they are made once)."""
         self.scene.edited.connect(self._after_edit, Qt.UniqueConnection)
         self.scene.message.connect(self.statusBar().showMessage, Qt.UniqueConnection)
-        self.scene.selectionChanged.connect(self._show_selection, Qt.UniqueConnection)
+        self.scene.selectionChanged.connect(self.inspector.show_selection, Qt.UniqueConnection)
         self.scene.rename_group.connect(self.rename_group, Qt.UniqueConnection)
-        self.path, self.saved_text = path, workflow.dumps()
-        self.untitled_title = None  # the title of an untitled copy: "NAME (example)", "NAME (from ComfyUI)"
-        self._snapshot = self.saved_text
-        self.undo_stack.clear()
-        self._offer_recovery()
-        self._update_title()
-        self._mark_dirty()
-        self.view.fit_all()
 
-    def open_file(self, path: str | Path) -> bool:
+    def set_param(self, node_id: str, name: str, value) -> None:
         try:
-            workflow = nodegraph.load(path, strict=False)
+            self.workflow.set_param(node_id, name, value)
         except nodegraph.NodegraphError as e:
             self._warn(str(e))
-            return False
-        for problem in workflow.problems:
-            self.log.appendPlainText(f"{path}: {problem}")
-        report = workflow.imported
-        keep_path = report is None and not str(path).lower().endswith(".png")
-        self._set_workflow(workflow, Path(path) if keep_path else None)
-        if report is not None:  # converted: Save asks where to keep ours instead of overwriting ComfyUI's file
-            self.untitled_title = f"{Path(path).stem} (from ComfyUI)"
-            self._update_title()
-            for line in [f"not converted: node {u['id']} ({u['class_type']}): {u['why']}" for u in report.unmapped] + [
-                    f"note: {n}" for n in report.notes]:
-                self.log.appendPlainText(f"{path}: {line}")
-            self.statusBar().showMessage(
-                f"ComfyUI workflow: {report.mapped} of {report.nodes} nodes converted"
-                + (f"; {len(report.unmapped)} kept as placeholders (see the log)" if report.unmapped else ""))
-        self.prefs.add_recent(path)
-        return True
-
-    def open_demo(self, run: bool = True) -> bool:
-        """Open the bundled demo workflow (the demo model drawing a prompt) and run it: what a first start shows."""
-        try:
-            from nodegraph_demo.first_run import first_run_workflow
-
-            workflow = first_run_workflow()
-        except (ImportError, nodegraph.NodegraphError) as e:
-            self._warn(f"no demo workflow: {e}")
-            return False
-        self._set_workflow(workflow, None)
-        self.statusBar().showMessage("the demo workflow: change the prompt or the seed and run again")
-        if run:
-            QTimer.singleShot(0, self.run_all)
-        return True
-
-    def choose_file(self) -> None:
-        if not self._may_discard():
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", "", "Workflows (*.json *.png)")
-        if path:
-            self.open_file(path)
+        self.scene.nodes[node_id].update()
+        self._after_edit()
 
-    def new_file(self) -> None:
-        if self._may_discard():
-            self._set_workflow(nodegraph.Workflow(), None)
-
-    def save_file(self) -> bool:
-        if self.path is None:
-            return self.save_file_as()
-        nodegraph.save(self.workflow, self.path)
-        self.saved_text = self.workflow.dumps()
-        self._discard_recovery()
-        self._update_title()
-        self.statusBar().showMessage(f"saved {self.path}")
-        return True
-
-    def save_file_as(self) -> bool:
-        path, _ = QFileDialog.getSaveFileName(self, "Save workflow", "", "Workflows (*.json)")
-        if not path:
-            return False
-        self.path = Path(path)
-        moved = nodegraph.rebase(self.workflow, self.path.parent)  # relative input paths keep their files
-        if moved:
-            self.scene.rebuild()
-            self._snapshot = self.workflow.dumps()  # not an edit to undo: undo rebases older states too
-            self.log.appendPlainText(f"paths made relative to {self.path.parent}: {', '.join(moved)}")
-        if not self.save_file():
-            return False
-        self.prefs.add_recent(self.path)
-        return True
-
-    # ----- autosave and recovery after a crash ------------------------------------------------------
-    def recovery_path(self) -> Path:
-        import hashlib
-
-        key = str(self.path.resolve()) if self.path else "untitled"
-        return recovery_dir() / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
-
-    def autosave(self) -> None:
-        """While there are unsaved changes, keep a copy where the next start will find it."""
-        if self.modified():
-            target = self.recovery_path()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            nodegraph.save(self.workflow, target)
-
-    def _discard_recovery(self) -> None:
-        self.recovery_path().unlink(missing_ok=True)
-
-    def _offer_recovery(self) -> None:
-        target = self.recovery_path()
-        if not target.is_file():
-            return
-        import datetime
-
-        when = datetime.datetime.fromtimestamp(target.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-        name = self.path.name if self.path else "an untitled workflow"
-        if self.confirm("Recover unsaved work", f"Restore the unsaved changes to {name} from {when}?"):
-            try:
-                recovered = nodegraph.loads(target.read_text(encoding="utf-8"), strict=False)
-            except (OSError, nodegraph.NodegraphError) as e:
-                self._warn(f"the recovery file could not be read: {e}")
-                return
-            recovered.base_dir = self.workflow.base_dir
-            self.scene.workflow = recovered
-            self.scene.rebuild()
-            self._snapshot = recovered.dumps()  # modified against saved_text: the title shows it
-        else:
-            self._discard_recovery()
-
-    def modified(self) -> bool:
-        return self.workflow.dumps() != self.saved_text
-
-    def _update_title(self) -> None:
-        name = self.path.name if self.path else self.untitled_title or "untitled"
-        self.setWindowTitle(f"{name}{' *' if self.modified() else ''} — nodegraph")
+    def _after_edit(self) -> None:
+        """An edit was made (on the canvas, in the inspector, from a menu): one undo step, then what it dirtied."""
+        self.run_control.edited(self.document.record_edit())
 
     def _warn(self, text: str) -> None:
         self.log.appendPlainText(text)
         self.statusBar().showMessage(text)
+
+    # ----- the document: gui/document.py ---------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        return self.document.path
+
+    @path.setter
+    def path(self, path: Path | None) -> None:
+        self.document.path = path
+
+    @property
+    def saved_text(self) -> str:
+        return self.document.saved_text
+
+    @saved_text.setter
+    def saved_text(self, text: str) -> None:
+        self.document.saved_text = text
+
+    @property
+    def undo_stack(self) -> QUndoStack:
+        return self.document.undo_stack
+
+    def open_file(self, path: str | Path) -> bool:
+        return self.document.open_file(path)
+
+    def open_demo(self, run: bool = True) -> bool:
+        return self.document.open_demo(run)
+
+    def open_example(self, path: str | Path) -> bool:
+        return self.document.open_example(path)
+
+    def choose_file(self) -> None:
+        self.document.choose_file()
+
+    def new_file(self) -> None:
+        self.document.new_file()
+
+    def save_file(self) -> bool:
+        return self.document.save_file()
+
+    def save_file_as(self) -> bool:
+        return self.document.save_file_as()
+
+    def recovery_path(self) -> Path:
+        return self.document.recovery_path()
+
+    def autosave(self) -> None:
+        self.document.autosave()
+
+    def modified(self) -> bool:
+        return self.document.modified()
 
     # ----- palette -------------------------------------------------------------------------------
     def open_quick_add(self, scene_pos: QPointF) -> QuickAdd:
@@ -403,227 +264,23 @@ class MainWindow(QMainWindow):
             center = self.view.mapToScene(self.view.viewport().rect().center())
             self.scene.add_node(type_id, QPointF(center.x() - 100, center.y() - 40))
 
-    # ----- inspector -----------------------------------------------------------------------------
-    def _show_selection(self) -> None:
-        while self.form.rowCount():
-            self.form.removeRow(0)
-        ids = [i for i in self.scene.selected_node_ids() if i in self.workflow.nodes]
-        if len(ids) != 1:
-            return
-        node = self.workflow.nodes[ids[0]]
-        node_type = self.workflow.registry.get(node.type)
-        if node_type is None:  # drawn as a stand-in: say what it is and what it kept
-            title = self.scene.nodes[node.id].node_type.title if node.id in self.scene.nodes else node.type
-            self.form.addRow(QLabel(f"<b>{title}</b>  <small>{node.id} · {node.type}</small>"))
-            text = QLabel(stand_in_message(node) + "\n\n" + json.dumps(node.params, indent=1)[:2000])
-            text.setWordWrap(True)
-            self.form.addRow(text)
-            return
-        self.form.addRow(QLabel(f"<b>{node_type.title}</b>  <small>{node.id} · {node_type.id}</small>"))
-        if node_type.description:
-            text = QLabel(node_type.description)
-            text.setWordWrap(True)
-            self.form.addRow(text)
-        linked = self.scene.linked_inputs(node.id)
-        for param in node_type.params:
-            widget = QLabel("driven by a link") if param.name in linked else self._param_widget(node.id, param)
-            widget.setToolTip(param.description)
-            self.form.addRow(param.name, widget)
-        self._show_outputs(node.id)
-
-    def _param_widget(self, node_id: str, param) -> QWidget:
-        value = self.workflow.nodes[node_id].params[param.name]
-        kind = str(param.type)
-        set_ = lambda v: self.set_param(node_id, param.name, v)  # noqa: E731
-        if kind == "BOOL":
-            w = QCheckBox()
-            w.setChecked(bool(value))
-            w.toggled.connect(set_)
-        elif kind == "ENUM":
-            w = QComboBox()
-            w.addItems(list(param.choices))
-            w.setCurrentText(value)
-            w.currentTextChanged.connect(set_)
-        elif kind == "FLOAT":
-            w = QDoubleSpinBox()
-            w.setDecimals(3)
-            w.setRange(param.min if param.min is not None else -1e9, param.max if param.max is not None else 1e9)
-            w.setSingleStep(param.step or 0.1)
-            w.setValue(value)
-            w.editingFinished.connect(lambda spin=w: set_(spin.value()))
-            w = _with_slider(w, param, set_)
-        elif kind == "INT" and -INT32 <= (param.min or 0) and (param.max or 0) <= INT32:
-            w = QSpinBox()
-            w.setRange(int(param.min if param.min is not None else -INT32), int(param.max if param.max is not None else INT32))
-            w.setSingleStep(int(param.step or 1))
-            w.setValue(value)
-            w.editingFinished.connect(lambda spin=w: set_(spin.value()))
-            w = _with_slider(w, param, set_)
-        elif kind in ("INT", "SEED"):
-            w = QWidget()
-            row = QHBoxLayout(w)
-            row.setContentsMargins(0, 0, 0, 0)
-            edit = QLineEdit(str(value))
-            edit.editingFinished.connect(lambda: self._set_int_text(node_id, param.name, edit))
-            row.addWidget(edit)
-            if kind == "SEED":
-                dice = QPushButton("random")
-                dice.clicked.connect(lambda: (edit.setText(str(random.getrandbits(32))),
-                                              self._set_int_text(node_id, param.name, edit)))
-                row.addWidget(dice)
-        elif param.hint == "multiline":
-            w = QPlainTextEdit(value)
-            w.setFixedHeight(70)
-            w.textChanged.connect(lambda: set_(w.toPlainText()))
-        elif param.hint == models.MODEL_HINT:
-            w = QWidget()
-            row = QHBoxLayout(w)
-            row.setContentsMargins(0, 0, 0, 0)
-            combo = QComboBox()
-            combo.setEditable(True)
-            try:  # the model folders' models by name, and the ComfyUI folders' of the parameter's kind
-                combo.addItems(models.available(param.kind or None))
-            except nodegraph.NodegraphError as e:  # e.g. a broken extra_model_paths.yaml: say so, keep editing
-                self._warn(str(e))
-            combo.setCurrentText(value)
-            combo.currentTextChanged.connect(set_)
-            browse = QPushButton("…")
-            browse.setToolTip("choose a model folder (diffusers layout) elsewhere; a weights file with Shift")
-            browse.clicked.connect(lambda: self._browse_model(combo))
-            row.addWidget(combo, 1)
-            row.addWidget(browse)
-        else:
-            w = QWidget()
-            row = QHBoxLayout(w)
-            row.setContentsMargins(0, 0, 0, 0)
-            edit = QLineEdit(value)
-            edit.editingFinished.connect(lambda: set_(edit.text()))
-            row.addWidget(edit)
-            if param.hint == "file":
-                browse = QPushButton("…")
-                browse.clicked.connect(lambda: self._browse(edit, set_))
-                row.addWidget(browse)
-        return w
-
-    def _set_int_text(self, node_id: str, name: str, edit: QLineEdit) -> None:
-        try:
-            self.set_param(node_id, name, int(edit.text()))
-        except ValueError:
-            self._warn(f"node '{node_id}' parameter '{name}': {edit.text()!r} is not a whole number")
-
-    def _browse_model(self, combo: QComboBox) -> None:
-        from PySide6.QtWidgets import QApplication
-
-        if QApplication.keyboardModifiers() & Qt.ShiftModifier:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose a weights file", "",
-                                                  "Weights (*.safetensors *.bin *.pth *.ckpt *.pt)")
-        else:
-            path = QFileDialog.getExistingDirectory(self, "Choose a model folder")
-        if path:
-            combo.setCurrentText(path)
-
-    def _browse(self, edit: QLineEdit, set_) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a file")
-        if path:
-            edit.setText(path)
-            set_(path)
-
-    def set_param(self, node_id: str, name: str, value) -> None:
-        try:
-            self.workflow.set_param(node_id, name, value)
-        except nodegraph.NodegraphError as e:
-            self._warn(str(e))
-            return
-        self.scene.nodes[node_id].update()
-        self._after_edit()
-
-    def _after_edit(self) -> None:
-        now = self.workflow.dumps()
-        changed = now != self._snapshot
-        if changed:
-            self.undo_stack.push(Snapshot(self, self._snapshot, now))
-            self._snapshot = now
-        self._update_title()
-        self._mark_dirty()
-        if changed and self.live:
-            self._live_timer.start()
-
-    # ----- live mode: an edit re-runs the dirty part of the graph after a short pause ----------------
-    def set_live(self, on: bool) -> None:
-        self.live = on
-        self.live_action.setChecked(on)
-        self.prefs.set(live_mode=on)
-        if on:
-            self._live_timer.start()
-
-    def _live_run(self) -> None:
-        if self.runner.busy:  # the running graph is out of date: stop it, run again when it has stopped
-            self._live_pending = True
-            self.runner.cancel()
-            return
-        self._start(None)
-
-    def _restore(self, text: str, base_dir: Path | None) -> None:
-        """Put the workflow back as ``text`` describes it (undo / redo). Its relative paths were written
-        for ``base_dir``; since then Save As may have moved the workflow, so they are rebased to where it is."""
-        workflow = nodegraph.loads(text, strict=False)
-        workflow.base_dir = base_dir
-        if self.workflow.base_dir is not None:
-            nodegraph.rebase(workflow, self.workflow.base_dir)
-        self.scene.workflow = workflow
-        self.scene.rebuild()
-        self._snapshot = workflow.dumps()  # as rebased: the next edit's "before" is relative to base_dir now
-        self._update_title()
-        self._mark_dirty()
-        self._show_selection()
-
-    # ----- clipboard, modes ------------------------------------------------------------------------
+    # ----- clipboard (gui/clipboard.py), selection, modes ----------------------------------------------
     def selection_text(self) -> str:
-        """The selected nodes and the links between them, as a workflow document."""
-        ids = set(self.scene.selected_node_ids())
-        part = nodegraph.Workflow(self.workflow.registry)
-        for node_id in ids:
-            part.nodes[node_id] = self.workflow.nodes[node_id]
-        part.links = [l for l in self.workflow.links if l.source in ids and l.target in ids]
-        return part.dumps()
+        return clipboard.selection_text(self.scene)
 
     def copy_selection(self) -> None:
-        if self.scene.selected_node_ids():
-            QGuiApplication.clipboard().setText(self.selection_text())
+        clipboard.copy_selection(self.scene)
 
     def cut_selection(self) -> None:
-        """Copy the selected nodes, then delete them: one undo step brings them back."""
-        if self.scene.selected_node_ids():
-            self.copy_selection()
-            self.scene.delete_selected()
+        clipboard.cut_selection(self.scene)
+
+    def paste(self, text: str | None = None) -> None:
+        if clipboard.paste(self.scene, text, self._warn):
+            self._after_edit()
 
     def select_all(self) -> None:
         for item in self.scene.nodes.values():
             item.setSelected(True)
-
-    def paste(self, text: str | None = None) -> None:
-        """Add the nodes of a workflow document (the clipboard's) with fresh ids, offset, and select them."""
-        text = QGuiApplication.clipboard().text() if text is None else text
-        try:
-            part = nodegraph.loads(text, strict=False)
-        except nodegraph.NodegraphError as e:
-            self._warn(f"nothing to paste: {e}")
-            return
-        renamed = {}
-        for node in part.nodes.values():
-            if self.workflow.registry.get(node.type) is None:
-                continue
-            x, y = node.position
-            new = self.workflow.add_node(node.type, params=dict(node.params), position=(x + 40, y + 40),
-                                         mode=node.mode, title=node.title)
-            renamed[node.id] = new.id
-        for link in part.links:
-            if link.source in renamed and link.target in renamed:
-                self.workflow.connect(renamed[link.source], link.output, renamed[link.target], link.input)
-        self.scene.rebuild()
-        for node_id in renamed.values():
-            self.scene.nodes[node_id].setSelected(True)
-        self._after_edit()
 
     def toggle_mode(self, mode: str) -> None:
         ids = self.scene.selected_node_ids()
@@ -636,103 +293,26 @@ class MainWindow(QMainWindow):
                 self.scene.nodes[node_id].setSelected(True)
             self._after_edit()
 
-    def _mark_dirty(self) -> None:
-        """Show which nodes the next run would execute (only while no run is using the engine)."""
-        if self.runner.busy:
-            return
-        try:
-            dirty = self.runner.engine.dirty(self.workflow, output_dir=self.output_dir)
-        except nodegraph.NodegraphError:
-            return  # an unfinished graph (a required input not linked yet)
-        for node_id, item in self.scene.nodes.items():
-            if item.state in ("failed", "running"):
-                continue
-            if node_id in dirty:
-                item.set_state("dirty")
-            elif item.state == "dirty":
-                item.set_state("clean")
+    # ----- running: gui/run_control.py ------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        return self.run_control.live
 
-    # ----- running -------------------------------------------------------------------------------
+    @property
+    def last_result(self) -> nodegraph.RunResult | None:
+        return self.run_control.last_result
+
+    def set_live(self, on: bool) -> None:
+        self.run_control.set_live(on)
+
     def run_all(self) -> None:
-        self._start(None)
+        self.run_control.run_all()
 
     def run_selected(self) -> None:
-        ids = self.scene.selected_node_ids()
-        if ids:
-            self._start(ids)
+        self.run_control.run_selected()
 
     def _start(self, targets) -> None:
-        if self.runner.busy:
-            self.statusBar().showMessage("a run is already going (Esc cancels it)")
-            return
-        if self.runner.start(self.workflow, targets, self.output_dir):
-            self.statusBar().showMessage("running…")
-
-    def _on_event(self, event) -> None:
-        if event.kind == "started":
-            self.scene.set_state(event.node, "running", event.message, 0.0)
-        elif event.kind == "progress":
-            self.scene.set_state(event.node, "running", "", event.fraction)
-            if event.preview is not None:
-                self.previews[event.node] = event.preview
-                self.scene.set_thumbnail(event.node, to_pixmap(event.preview))  # the sampler shows its steps
-                if event.node in self.scene.selected_node_ids() or not self.scene.selected_node_ids():
-                    self.viewer.show_image(event.preview)
-        elif event.kind == "finished":
-            self.scene.set_state(event.node, "clean")
-        elif event.kind == "cached":
-            self.scene.set_state(event.node, "cached")
-        elif event.kind == "failed":
-            self.scene.set_state(event.node, "failed", event.message)
-            self.log.appendPlainText(f"node '{event.node}' failed: {event.message}")
-        elif event.kind == "skipped":
-            self.scene.set_state(event.node, "skipped", event.message)
-        elif event.kind == "cancelled":
-            self.scene.set_state(event.node, "dirty")
-
-    def _on_done(self, result) -> None:
-        self.last_result = result
-        if self._live_pending:
-            self._live_pending = False
-            self._live_timer.start()
-        for node_id, reason in result.reasons.items():
-            if node_id in self.scene.nodes and self.scene.nodes[node_id].state == "clean":
-                self.scene.nodes[node_id].set_state("clean", reason)
-            self.log.appendPlainText(f"ran {node_id}: {reason}")
-        for path in result.files:
-            self.log.appendPlainText(f"wrote {path}")
-        self._update_thumbnails(result)
-        summary = (f"{len(result.executed)} ran, {len(result.cached)} cached"
-                   if result.status == "ok" else f"{result.status}: {result.error or ''}")
-        self.statusBar().showMessage(summary)
-        ids = self.scene.selected_node_ids()
-        self._show_outputs(ids[0] if ids else self._last_output_node(result))
-        self._mark_dirty()
-
-    def _update_thumbnails(self, result) -> None:
-        """Output nodes (and nodes that showed previews) get the last picture they made drawn on them."""
-        for node_id in list(result.outputs):
-            node = self.workflow.nodes.get(node_id)
-            node_type = self.workflow.registry.get(node.type) if node else None
-            if node_type is None or not (node_type.output or node_id in self.previews):
-                continue
-            image = _first_picture(result.outputs[node_id])
-            self.scene.set_thumbnail(node_id, to_pixmap(image) if image is not None else None)
-        self.previews.clear()
-
-    def _last_output_node(self, result) -> str | None:
-        outputs = [n for n in result.outputs if n in self.workflow.nodes
-                   and self.workflow.registry.get(self.workflow.nodes[n].type).output]
-        return outputs[-1] if outputs else None
-
-    def _show_outputs(self, node_id: str | None) -> None:
-        """Show the node's first picture, or its text, from the last run."""
-        values = (self.last_result.outputs.get(node_id, {}) if self.last_result and node_id else {}) or {}
-        image = _first_picture(values)
-        if image is not None:
-            self.viewer.show_image(image)
-        texts = [f"{k}: {v}" for k, v in values.items() if isinstance(v, (str, float, int))]
-        self.preview_text.setText("\n".join(texts))
+        self.run_control.start(targets)
 
     # ----- frames, recent files, settings, help --------------------------------------------------------
     def _ask_text(self, title: str, label: str, text: str) -> str | None:
@@ -749,7 +329,7 @@ class MainWindow(QMainWindow):
         for path in self.prefs.recent_files():
             act = self.recent_menu.addAction(path)
             act.setEnabled(Path(path).exists())
-            act.triggered.connect(lambda _=False, p=path: self._may_discard() and self.open_file(p))
+            act.triggered.connect(lambda _=False, p=path: self.document.may_discard() and self.open_file(p))
         self.recent_menu.addSeparator()
         self.recent_menu.addAction("Clear list", self.prefs.clear_recent)
 
@@ -758,23 +338,9 @@ class MainWindow(QMainWindow):
         found = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
         for path in found:
             act = self.examples_menu.addAction(path.stem)
-            act.triggered.connect(lambda _=False, p=path: self._may_discard() and self.open_example(p))
+            act.triggered.connect(lambda _=False, p=path: self.document.may_discard() and self.open_example(p))
         if not found:
             self.examples_menu.addAction(f"no examples in {EXAMPLES}").setEnabled(False)
-
-    def open_example(self, path: str | Path) -> bool:
-        """Open an example as a new, untitled workflow: its inputs still load from beside the example, and
-        Save asks where to keep the copy (rewriting those paths) instead of changing the example itself."""
-        try:
-            workflow = nodegraph.load(path, strict=False)
-        except nodegraph.NodegraphError as e:
-            self._warn(str(e))
-            return False
-        self._set_workflow(workflow, None)
-        self.untitled_title = f"{Path(path).stem} (example)"
-        self._update_title()
-        self.statusBar().showMessage(f"example {Path(path).stem}: Run it, change it, Save As to keep your copy")
-        return True
 
     def _new_engine(self) -> nodegraph.Engine:
         return nodegraph.Engine(device=self.prefs.device(), cache_bytes=int(self.prefs.cache_gib() * 1024**3))
@@ -797,8 +363,8 @@ class MainWindow(QMainWindow):
             self.runner.engine = self._new_engine()
             self._warn(f"engine now on {self.prefs.device()} with a {self.prefs.cache_gib():g} GiB cache "
                        "(cached results were dropped)")
-        self._show_selection()  # model pickers list the folders' models
-        self._mark_dirty()
+        self.inspector.show_selection()  # model pickers list the folders' models
+        self.run_control.mark_dirty()
 
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self).exec()
@@ -811,28 +377,17 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:
         path = event.mimeData().urls()[0].toLocalFile()
-        if self._may_discard():
+        if self.document.may_discard():
             self.open_file(path)
         event.acceptProposedAction()
 
-    def _may_discard(self) -> bool:
-        """Ask before unsaved changes are lost; True when it is fine to go on."""
-        if not self.modified():
-            return True
-        answer = QMessageBox.question(self, "Unsaved changes", "Save the workflow first?",
-                                      QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
-        if answer == QMessageBox.Discard:
-            self._discard_recovery()
-        return answer == QMessageBox.Discard or (answer == QMessageBox.Save and self.save_file())
-
     def closeEvent(self, event) -> None:
-        if not self._may_discard():
+        if not self.document.may_discard():
             event.ignore()
             return
         self.runner.cancel()
         self.runner.wait(5)
         for signal in (self.scene.selectionChanged, self.scene.edited, self.scene.message):
             signal.disconnect()  # the scene emits while it is torn down; the window is gone by then
-        self._autosave.stop()
-        self._discard_recovery()  # closed on purpose: nothing to recover
+        self.document.close()  # closed on purpose: nothing to recover
         event.accept()
