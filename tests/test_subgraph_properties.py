@@ -70,21 +70,24 @@ def _oracle(graph, node_id, env=(), output="value"):
             path, level = f"{inst.id}/{path}", level[0][3]
         for values in chain:
             k = values.get("k", k)
-    total = k
-    for port in ("a", "b"):
-        link = graph.links_into(node_id).get(port)
-        if link is not None:
-            total += _oracle(graph, link.source, env, link.output)
-        elif env:
-            instance, sub, outer, outer_env = env[0]
-            slot = next((s for s in sub.inputs if (node_id, port) in s.to), None)
-            outer_link = outer.links_into(instance.id).get(slot.name) if slot else None
-            if outer_link is not None:
-                total += _oracle(outer, outer_link.source, outer_env, outer_link.output)
-    return total
+    return k + _input(graph, node_id, "a", env) + _input(graph, node_id, "b", env)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _input(graph, node_id, port, env):
+    """What feeds ``node_id.port``: a link at this level, else the enclosing instance's input (followed
+    outwards, level by level), else nothing."""
+    link = graph.links_into(node_id).get(port)
+    if link is not None:
+        return _oracle(graph, link.source, env, link.output)
+    if env:
+        instance, sub, outer, outer_env = env[0]
+        slot = next((s for s in sub.inputs if (node_id, port) in s.to), None)
+        if slot is not None:
+            return _input(outer, instance.id, slot.name, outer_env)
+    return 0
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_a_workflow_and_its_flat_form_execute_the_same_nodes_to_the_same_values(case):
     wf, instance_id, edits = case

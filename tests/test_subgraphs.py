@@ -314,3 +314,13 @@ def test_a_file_with_subgraphs_matches_the_shipped_schema(wf):
     version_1 = {**json.loads(wf.dumps()), "version": 1}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(version_1, schema)
+
+
+def test_an_instances_own_value_wins_over_the_definitions_for_a_nested_node(wf, engine):
+    nested(wf)
+    wf.subgraphs["outer"].body.set_param("inner/a1", "k", 4)  # the definition of outer sets its inner's a1
+    assert engine.run(wf).outputs["out"]["value"] == 5 + 4 + 10
+    wf.set_param("outer/inner/a1", "k", 9)  # this instance of outer says otherwise
+    result = engine.run(wf)
+    assert result.outputs["out"]["value"] == 5 + 9 + 10
+    assert result.reasons["outer/inner/a1"] == "parameter 'k' changed (4 -> 9)"
