@@ -7,6 +7,8 @@ says why in the status bar. The scene mirrors the workflow; ``rebuild`` redraws 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPainterPathStroker, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene, QGraphicsView
@@ -181,6 +183,29 @@ class NodeItem(QGraphicsItem):
         return super().itemChange(change, value)
 
 
+INPUTS, OUTPUTS = "@inputs", "@outputs"  # the interface nodes inside a subgraph (never a node id: '@' is not allowed)
+NEW_SLOT, ANY = "+", "ANY"  # the empty socket a link is dragged to for a new interface slot, which takes any type
+
+
+class InterfaceItem(NodeItem):
+    """Inside a subgraph: Inputs (a socket per input of the subgraph, on the right edge, feeding inner
+    ports) or Outputs (a socket per output, on the left edge); the last, empty socket makes a new one."""
+
+    def __init__(self, scene: "GraphScene", sub, side: str, position: tuple[float, float]):
+        slots = sub.inputs if side == INPUTS else sub.outputs
+        ports = tuple(Output(s.name, s.type) for s in slots) + (Output(NEW_SLOT, ANY),)
+        declared = SimpleNamespace(id="subgraph.interface", title="Inputs" if side == INPUTS else "Outputs",
+                                   category="subgraph", params=(),
+                                   outputs=ports if side == INPUTS else (), inputs=() if side == INPUTS else ports)
+        self._node = SimpleNamespace(id=side, title=None, mode="active", params={}, position=position)
+        super().__init__(scene, self._node, declared)
+        self.setFlag(QGraphicsItem.ItemIsMovable, False)
+
+    @property
+    def node(self):
+        return self._node
+
+
 def _short(value) -> str:
     text = str(value).replace("\n", " ")
     return text if len(text) <= 22 else text[:21] + "…"
@@ -266,6 +291,7 @@ class GraphScene(QGraphicsScene):
         super().__init__(parent)
         self.setBackgroundBrush(QBrush(QColor(theme.BACKGROUND)))
         self.workflow = workflow
+        self.subgraph = None  # the definition whose body ``workflow`` is, when the canvas shows one
         self.nodes: dict[str, NodeItem] = {}
         self.links: list[LinkItem] = []
         self.groups: dict[str, GroupItem] = {}
@@ -305,6 +331,32 @@ class GraphScene(QGraphicsScene):
         for group_id in self.workflow.groups:
             self.groups[group_id] = GroupItem(self, group_id)
             self.addItem(self.groups[group_id])
+        if self.subgraph is not None:
+            self._add_interface(self.subgraph)
+
+    def _add_interface(self, sub) -> None:
+        """The Inputs and Outputs nodes beside the body, and the links between them and the inner ports."""
+        xs = [n.position[0] for n in self.workflow.nodes.values()] or [0.0]
+        ys = [n.position[1] for n in self.workflow.nodes.values()] or [0.0]
+        inputs = InterfaceItem(self, sub, INPUTS, (min(xs) - NODE_WIDTH - 120, min(ys)))
+        outputs = InterfaceItem(self, sub, OUTPUTS, (max(xs) + NODE_WIDTH + 120, min(ys)))
+        for item in (inputs, outputs):
+            self.addItem(item)
+            self.nodes[item.node_id] = item
+        for slot in sub.inputs:
+            for node_id, port in slot.to:
+                if node_id in self.nodes and port in self.nodes[node_id].inputs:
+                    self._interface_link(inputs.outputs[slot.name], self.nodes[node_id].inputs[port])
+                    self._linked.setdefault(node_id, set()).add(port)
+        for slot in sub.outputs:
+            node_id, port = slot.source or ("", "")
+            if node_id in self.nodes and port in self.nodes[node_id].outputs:
+                self._interface_link(self.nodes[node_id].outputs[port], outputs.inputs[slot.name])
+
+    def _interface_link(self, source: "SocketItem", target: "SocketItem") -> None:
+        item = LinkItem(source, target)
+        self.addItem(item)
+        self.links.append(item)
 
     def set_thumbnail(self, node_id: str, pixmap: QPixmap | None) -> None:
         """Show a picture on the node (an output's last image, a sampler's preview)."""
@@ -320,7 +372,7 @@ class GraphScene(QGraphicsScene):
         return self._linked.get(node_id, set())
 
     def node_moved(self, item: NodeItem) -> None:
-        if item.node_id in self.workflow.nodes:
+        if item.node_id in self.workflow.nodes and not isinstance(item, InterfaceItem):
             self.workflow.set_position(item.node_id, (item.x(), item.y()))  # layout only: nothing re-runs
         for link in self.links:
             if item in (link.source.node, link.target.node):
@@ -334,7 +386,7 @@ class GraphScene(QGraphicsScene):
             self.nodes[node_id].set_state(state, message, progress)
 
     def selected_node_ids(self) -> list[str]:
-        return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
+        return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem) and not isinstance(i, InterfaceItem)]
 
     def selected_group_ids(self) -> list[str]:
         return [i.group_id for i in self.selectedItems() if isinstance(i, GroupItem)]
@@ -420,26 +472,63 @@ class GraphScene(QGraphicsScene):
             if any(line.intersects(piece)[0] == QLineF.BoundedIntersection for line in lines for piece in pieces):
                 cut.append(link)
         for link in cut:
-            self.workflow.disconnect(link.target.node.node_id, link.target.name)
+            self._disconnect(link)
         if cut:
             self.rebuild()
             self.edited.emit()
         return len(cut)
 
+    def _disconnect(self, link: LinkItem) -> None:
+        from nodegraph import subgraph_edit
+
+        source, target = link.source.node.node_id, link.target.node.node_id
+        if source == INPUTS:
+            subgraph_edit.unwire(self.subgraph, target, link.target.name)
+        elif target == OUTPUTS:
+            slot = next(s for s in self.subgraph.outputs if s.name == link.target.name)
+            slot.source = None
+            self.subgraph.touch()
+        else:
+            self.workflow.disconnect(target, link.target.name)
+
     def connect_sockets(self, a: SocketItem, b: SocketItem) -> bool:
-        """Link two sockets (in either drag direction) through the workflow, or say why not."""
+        """Link two sockets (in either drag direction) through the workflow, or say why not. Inside a
+        subgraph, a link to the Inputs or Outputs node wires the interface (the empty socket adds a slot)."""
         out, inp = (a, b) if a.output else (b, a)
         if out.output == inp.output:
             self.message.emit("connect an output to an input")
             return False
         try:
-            self.workflow.connect(out.node.node_id, out.name, inp.node.node_id, inp.name)
+            if out.node.node_id == INPUTS or inp.node.node_id == OUTPUTS:
+                self._wire_interface(out, inp)
+            else:
+                if self.subgraph is not None:  # a link replaces what fed the port, the interface included
+                    from nodegraph import subgraph_edit
+
+                    subgraph_edit.unwire(self.subgraph, inp.node.node_id, inp.name)
+                self.workflow.connect(out.node.node_id, out.name, inp.node.node_id, inp.name)
         except (LinkError, NodegraphError) as e:
             self.message.emit(str(e))
             return False
         self.rebuild()
         self.edited.emit()
         return True
+
+    def _wire_interface(self, out: SocketItem, inp: SocketItem) -> None:
+        from nodegraph import subgraph_edit
+
+        sub = self.subgraph
+        if out.node.node_id == INPUTS and inp.node.node_id == OUTPUTS:
+            raise NodegraphError("an input of the subgraph cannot be its output: put a node between them")
+        if out.node.node_id == INPUTS:
+            if out.name == NEW_SLOT:
+                subgraph_edit.add_input(sub, inp.node.node_id, inp.name)
+            else:
+                subgraph_edit.wire_input(sub, out.name, inp.node.node_id, inp.name)
+        elif inp.name == NEW_SLOT:
+            subgraph_edit.add_output(sub, out.node.node_id, out.name)
+        else:
+            subgraph_edit.set_output(sub, inp.name, out.node.node_id, out.name)
 
     # ----- dragging a new link -------------------------------------------------------------------
     def _socket_at(self, pos: QPointF) -> SocketItem | None:
@@ -452,7 +541,8 @@ class GraphScene(QGraphicsScene):
         sock = self._socket_at(event.scenePos()) if event.button() == Qt.LeftButton else None
         if sock is None:
             return super().mousePressEvent(event)
-        if not sock.output and sock.name in self.linked_inputs(sock.node.node_id):
+        if (not sock.output and sock.name in self.linked_inputs(sock.node.node_id)
+                and any(l.target == sock.node.node_id and l.input == sock.name for l in self.workflow.links)):
             # grabbing a linked input detaches its link and re-routes it from the same output
             link = next(l for l in self.workflow.links if l.target == sock.node.node_id and l.input == sock.name)
             self.workflow.disconnect(link.target, link.input)
@@ -465,8 +555,9 @@ class GraphScene(QGraphicsScene):
         for node in self.nodes.values():  # dim what cannot take this link
             for other in [*node.inputs.values(), *node.outputs.values()]:
                 ok = other.output != sock.output and (
-                    compatible(_t(sock.type_name), _t(other.type_name)) if sock.output
-                    else compatible(_t(other.type_name), _t(sock.type_name)))
+                    ANY in (sock.type_name, other.type_name)
+                    or (compatible(_t(sock.type_name), _t(other.type_name)) if sock.output
+                        else compatible(_t(other.type_name), _t(sock.type_name))))
                 other.dimmed = not ok
                 other.update()
         event.accept()
@@ -509,6 +600,8 @@ class GraphView(QGraphicsView):
     links it crosses (as in Blender); a node type dragged from the palette is added where it is dropped."""
 
     quick_add = Signal(QPointF)  # scene position where a new node should go
+    tab = Signal(QPointF)  # Tab at this scene position: enter the selected subgraph, else quick-add
+    open_node = Signal(str)  # a node was double-clicked
     drop_node = Signal(str, QPointF)  # node type id, scene position
 
     def __init__(self, scene: GraphScene, parent=None):
@@ -602,13 +695,19 @@ class GraphView(QGraphicsView):
 
     def event(self, event) -> bool:
         if event.type() == QEvent.KeyPress and event.key() == Qt.Key_Tab:  # before Qt's focus navigation
-            self.quick_add.emit(self._cursor_scene_pos())
+            self.tab.emit(self._cursor_scene_pos())
             return True
         return super().event(event)
 
     def mouseDoubleClickEvent(self, event) -> None:
-        if self.itemAt(event.position().toPoint()) is None:
+        item = self.itemAt(event.position().toPoint())
+        if item is None:
             self.quick_add.emit(self.mapToScene(event.position().toPoint()))
+            return
+        while item is not None and not isinstance(item, NodeItem):
+            item = item.parentItem()
+        if isinstance(item, NodeItem) and not isinstance(item, InterfaceItem):
+            self.open_node.emit(item.node_id)  # the window enters it when it is a subgraph instance
             return
         super().mouseDoubleClickEvent(event)
 

@@ -63,8 +63,7 @@ class Document:
     # ----- the workflow and its file ----------------------------------------------------------------
     def set_workflow(self, workflow: nodegraph.Workflow, path: Path | None) -> None:
         window = self.window
-        window.scene.workflow = workflow
-        window.scene.rebuild()
+        window.navigator.reset(workflow)
         window._connect_scene()
         self.path, self.saved_text = path, workflow.dumps()
         self.untitled_title = None
@@ -201,8 +200,7 @@ class Document:
         workflow.base_dir = base_dir
         if window.workflow.base_dir is not None:
             nodegraph.rebase(workflow, window.workflow.base_dir)
-        window.scene.workflow = workflow
-        window.scene.rebuild()
+        window.navigator.show(workflow, fit=False)  # the level the canvas was at, as far as it still exists
         self._snapshot = workflow.dumps()  # as rebased: the next edit's "before" is relative to base_dir now
         self.update_title()
         window.run_control.mark_dirty()

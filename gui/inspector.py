@@ -11,6 +11,7 @@ import json
 import random
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
     QPushButton, QSlider, QSpinBox, QWidget,
@@ -19,7 +20,7 @@ from PySide6.QtWidgets import (
 import nodegraph
 from nodegraph import models
 
-from .canvas import stand_in_message
+from .canvas import INPUTS, InterfaceItem, stand_in_message
 
 INT32 = 2**31 - 1
 SLIDER_SPAN = 1000  # parameters whose range is at most this wide get a slider beside their spin box
@@ -68,9 +69,13 @@ class Inspector(QWidget):
 
     def show_selection(self) -> None:
         """Fill the form for the one selected node (empty for none, or for several)."""
-        scene, workflow = self.window_.scene, self.window_.workflow
+        scene, workflow = self.window_.scene, self.window_.graph
         while self.form.rowCount():
             self.form.removeRow(0)
+        sides = [i.node_id for i in scene.selectedItems() if isinstance(i, InterfaceItem)]
+        if len(sides) == 1 and not scene.selected_node_ids():
+            self._show_interface(sides[0])
+            return
         ids = [i for i in scene.selected_node_ids() if i in workflow.nodes]
         if len(ids) != 1:
             return
@@ -89,14 +94,60 @@ class Inspector(QWidget):
             text.setWordWrap(True)
             self.form.addRow(text)
         linked = scene.linked_inputs(node.id)
+        promoted = self._promoted_here(node.id)
         for param in node_type.params:
-            widget = QLabel("driven by a link") if param.name in linked else self._param_widget(node.id, param)
+            if param.name in promoted:  # each instance's value wins: an edit here would change nothing
+                widget = QLabel(f"set on each instance, as '{promoted[param.name]}'")
+            elif param.name in linked:
+                widget = QLabel("driven by a link")
+            else:
+                widget = self._param_widget(node.id, param)
             widget.setToolTip(param.description)
-            self.form.addRow(param.name, widget)
+            label = QLabel(param.name)
+            if scene.subgraph is not None and param.name not in promoted:  # right-click: show it on the instances
+                label.setContextMenuPolicy(Qt.ActionsContextMenu)
+                promote = QAction("Promote to the subgraph's instances", label)
+                promote.triggered.connect(lambda _=False, n=node.id, p=param.name: self.window_.promote(n, p))
+                label.addAction(promote)
+                label.setToolTip("right-click to promote this parameter to the subgraph's instances")
+            self.form.addRow(label, widget)
         self.window_.run_control.show_outputs(node.id)
 
+    def _promoted_here(self, node_id: str) -> dict[str, str]:
+        """Parameters of ``node_id`` the subgraph on the canvas promotes: parameter -> promoted name."""
+        sub = self.window_.scene.subgraph
+        return {name: p.name for p in (sub.params if sub else ()) for n, name in p.to if n == node_id}
+
+    def _show_interface(self, side: str) -> None:
+        """The subgraph's inputs (and promoted parameters) or outputs: rename, move up or down, remove."""
+        sub = self.window_.scene.subgraph
+        inputs = side == INPUTS
+        self.form.addRow(QLabel(f"<b>{sub.title}</b>  <small>{'inputs' if inputs else 'outputs'} of subgraph "
+                                f"{sub.id}</small>"))
+        hint = QLabel("Drag from the empty socket to an inner port to add one. Renaming or removing a slot "
+                      "changes every instance's links.")
+        hint.setWordWrap(True)
+        self.form.addRow(hint)
+        slots = [*sub.inputs, *sub.params] if inputs else list(sub.outputs)
+        for slot in slots:
+            row = QWidget()
+            line = QHBoxLayout(row)
+            line.setContentsMargins(0, 0, 0, 0)
+            name = QLineEdit(slot.name)
+            name.setObjectName(f"slot-{slot.name}")
+            name.editingFinished.connect(lambda s=slot, e=name: self.window_.edit_slot("rename", s.name, e.text()))
+            line.addWidget(name, 1)
+            for text, what in (("↑", "up"), ("↓", "down"), ("✕", "remove")):
+                button = QPushButton(text)
+                button.setObjectName(f"slot-{slot.name}-{what}")
+                button.setFixedWidth(28)
+                button.clicked.connect(lambda _=False, s=slot, w=what: self.window_.edit_slot(w, s.name))
+                line.addWidget(button)
+            kind = "parameter" if slot in sub.params else str(slot.type)
+            self.form.addRow(kind, row)
+
     def _param_widget(self, node_id: str, param) -> QWidget:
-        value = self.window_.workflow.nodes[node_id].params[param.name]
+        value = self.window_.graph.nodes[node_id].params[param.name]
         kind = str(param.type)
         set_ = lambda v: self.window_.set_param(node_id, param.name, v)  # noqa: E731
         if kind == "BOOL":

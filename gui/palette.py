@@ -7,8 +7,19 @@ from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtWidgets import QAbstractItemView, QDialog, QLineEdit, QListWidget, QListWidgetItem, QTreeWidget, QVBoxLayout
 
 import nodegraph
+from nodegraph import library
 
 from .canvas import NODE_MIME
+
+
+def addable_types(workflow) -> list:
+    """What the palette and quick-add offer: every registered node type, the workflow's own subgraphs,
+    and the library's subgraphs (adding one copies its definition into the workflow)."""
+    found = list(nodegraph.REGISTRY.all())
+    own = workflow.root().subgraphs
+    found += [sub.node_type() for _, sub in sorted(own.items())]
+    found += [t for t in library.declarations() if t.id.removeprefix("subgraph:") not in own]
+    return found
 
 
 def best_match(text: str, node_types):
@@ -64,7 +75,7 @@ class QuickAdd(QDialog):
 
     def _fill(self, text: str) -> None:
         self.list.clear()
-        for node_type in ranked(text, nodegraph.REGISTRY.all())[:15]:
+        for node_type in ranked(text, addable_types(self.window_.workflow))[:15]:
             item = QListWidgetItem(f"{node_type.title}   ({node_type.category})")
             item.setData(Qt.UserRole, node_type.id)
             self.list.addItem(item)
@@ -73,15 +84,16 @@ class QuickAdd(QDialog):
     def _add_current(self) -> None:
         item = self.list.currentItem()
         if item is not None:
-            self.window_.scene.add_node(item.data(Qt.UserRole), self.scene_pos)
+            self.window_.add_node(item.data(Qt.UserRole), self.scene_pos)
         self.close()
 
 
 class PaletteTree(QTreeWidget):
     """Node types by category; a node can be dragged onto the canvas (or activated to add it in view)."""
 
-    def __init__(self, parent=None):
+    def __init__(self, types, parent=None):
         super().__init__(parent)
+        self.types = types  # () -> the node types to list (see addable_types)
         self.setHeaderHidden(True)
         self.setDragEnabled(True)
         self.setDragDropMode(QAbstractItemView.DragOnly)
@@ -100,7 +112,7 @@ class PaletteTree(QTreeWidget):
         self.clear()
         words = text.lower().split()
         groups: dict[str, QTreeWidgetItem] = {}
-        for node_type in nodegraph.REGISTRY.all():
+        for node_type in self.types():
             haystack = f"{node_type.title} {node_type.id} {node_type.category} {node_type.description}".lower()
             if not all(w in haystack for w in words):
                 continue

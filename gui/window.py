@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QDialog, QDockWidget, QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
@@ -18,13 +18,16 @@ from PySide6.QtWidgets import (
 )
 
 import nodegraph
+from nodegraph import library, subgraph_edit
 from nodegraph.document import embedded_text
+from nodegraph.subgraph import subgraph_id, uses
 
 from . import clipboard
-from .canvas import GraphScene, GraphView
+from .canvas import INPUTS, OUTPUTS, GraphScene, GraphView
 from .document import Document
 from .inspector import Inspector
-from .palette import PaletteTree, QuickAdd, best_match
+from .navigation import Navigator
+from .palette import PaletteTree, QuickAdd, addable_types, best_match
 from .preferences import Preferences, SettingsDialog
 from .run_control import RunControl
 from .runner import Runner
@@ -54,8 +57,17 @@ class MainWindow(QMainWindow):
         self.scene = GraphScene(nodegraph.Workflow(), parent=self)
         self.view = GraphView(self.scene)
         self.view.quick_add.connect(self.open_quick_add)
-        self.view.drop_node.connect(lambda type_id, pos: self.scene.add_node(type_id, pos))
-        self.setCentralWidget(self.view)
+        self.view.tab.connect(self._tab)
+        self.view.open_node.connect(self.enter_subgraph)
+        self.view.drop_node.connect(self.add_node)
+        self.navigator = Navigator(self)
+        canvas = QWidget()
+        column = QVBoxLayout(canvas)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.navigator.bar)
+        column.addWidget(self.view, 1)
+        self.setCentralWidget(canvas)
         self._build_docks()
         self._build_actions()
         self.statusBar().showMessage("ready")
@@ -69,7 +81,7 @@ class MainWindow(QMainWindow):
         palette = QWidget()
         layout = QVBoxLayout(palette)
         self.search = QLineEdit(placeholderText="search nodes (Enter adds)")
-        self.tree = PaletteTree()
+        self.tree = PaletteTree(lambda: addable_types(self.workflow))
         layout.addWidget(self.search)
         layout.addWidget(self.tree)
         self.search.textChanged.connect(self.tree.fill)
@@ -133,7 +145,7 @@ class MainWindow(QMainWindow):
         toolbar.setObjectName("run-toolbar")
         for text, shortcut, slot in (("Run", "Ctrl+Return", self.run_all),
                                      ("Run to selected", "Ctrl+Shift+Return", self.run_selected),
-                                     ("Cancel", "Escape", self.runner.cancel)):
+                                     ("Cancel", "Escape", self._escape)):
             toolbar.addAction(action(run, text, shortcut, slot))
         self.live_action = action(run, "Live mode", "Ctrl+L", lambda: self.set_live(self.live_action.isChecked()))
         self.live_action.setCheckable(True)
@@ -155,6 +167,12 @@ class MainWindow(QMainWindow):
         action(edit, "Frame selected nodes", "Ctrl+G", lambda: self.scene.group_selected())
         action(edit, "Remove frame", "Ctrl+Shift+G", self.scene.ungroup_selected)
         edit.addSeparator()
+        action(edit, "Make subgraph", "Ctrl+Alt+G", self.make_subgraph)  # the frame keys, one level deeper
+        action(edit, "Unpack subgraph", "Ctrl+Alt+Shift+G", self.unpack_subgraph)
+        action(edit, "Enter subgraph (Tab)", None, lambda: self.enter_subgraph())
+        action(edit, "Leave subgraph (Esc)", None, self.navigator.leave)
+        action(edit, "Publish subgraph to library…", None, self.publish_subgraph)
+        edit.addSeparator()
         action(edit, "Settings…", QKeySequence.Preferences if not QKeySequence(QKeySequence.Preferences).isEmpty()
                else "Ctrl+,", self.open_settings)
         view = self.menuBar().addMenu("&View")
@@ -165,6 +183,12 @@ class MainWindow(QMainWindow):
     # ----- the workflow on the canvas, and edits to it --------------------------------------------
     @property
     def workflow(self) -> nodegraph.Workflow:
+        """The whole workflow (what is saved, run and undone), wherever the canvas is."""
+        return self.scene.workflow.root()
+
+    @property
+    def graph(self) -> nodegraph.Workflow:
+        """The level the canvas shows: the workflow, or the body of the subgraph entered."""
         return self.scene.workflow
 
     def _connect_scene(self) -> None:
@@ -177,7 +201,7 @@ class MainWindow(QMainWindow):
 
     def set_param(self, node_id: str, name: str, value) -> None:
         try:
-            self.workflow.set_param(node_id, name, value)
+            self.graph.set_param(node_id, name, value)
         except nodegraph.NodegraphError as e:
             self._warn(str(e))
             return
@@ -187,6 +211,14 @@ class MainWindow(QMainWindow):
     def _after_edit(self) -> None:
         """An edit was made (on the canvas, in the inspector, from a menu): one undo step, then what it dirtied."""
         self.run_control.edited(self.document.record_edit())
+        self.refresh_palette()
+
+    def refresh_palette(self) -> None:
+        """The palette lists the workflow's own subgraphs too: refill it when they change."""
+        known = sorted(self.workflow.subgraphs)
+        if known != getattr(self, "_palette_subgraphs", None):
+            self._palette_subgraphs = known
+            self.tree.fill(self.search.text())
 
     def _warn(self, text: str) -> None:
         self.log.appendPlainText(text)
@@ -253,16 +285,139 @@ class MainWindow(QMainWindow):
 
     def _add_first_match(self) -> None:
         """Enter adds the best match: a node whose title is what was typed beats one that merely mentions it."""
-        best = best_match(self.search.text(), nodegraph.REGISTRY.all())
+        best = best_match(self.search.text(), addable_types(self.workflow))
         if best is not None:
             center = self.view.mapToScene(self.view.viewport().rect().center())
-            self.scene.add_node(best.id, QPointF(center.x() - 100, center.y() - 40))
+            self.add_node(best.id, QPointF(center.x() - 100, center.y() - 40))
 
     def _add_from_palette(self, item: QTreeWidgetItem) -> None:
         type_id = item.data(0, Qt.UserRole)
         if type_id:
             center = self.view.mapToScene(self.view.viewport().rect().center())
-            self.scene.add_node(type_id, QPointF(center.x() - 100, center.y() - 40))
+            self.add_node(type_id, QPointF(center.x() - 100, center.y() - 40))
+
+    def add_node(self, type_id: str, pos: QPointF) -> str | None:
+        """Add a node of ``type_id`` at ``pos``; a library subgraph is first copied into the workflow."""
+        sub_id = subgraph_id(type_id)
+        try:
+            if sub_id is not None:
+                library.embed(self.workflow, sub_id)
+                if sub_id in self._definitions_around():
+                    raise nodegraph.NodegraphError(f"subgraph {sub_id!r} cannot hold an instance of itself")
+            return self.scene.add_node(type_id, pos)
+        except nodegraph.NodegraphError as e:
+            self._warn(str(e))
+            return None
+
+    def _definitions_around(self) -> set[str]:
+        """The definitions the canvas is inside (an instance of any of them here would contain itself)."""
+        graph, found = self.graph, set()
+        while graph.owner is not None:
+            sub = subgraph_edit.enclosing(graph)
+            found.add(sub.id)
+            found |= {sid for sid, s in self.workflow.subgraphs.items() if sub.id in uses(s)}
+            graph = graph.owner
+        return found
+
+    # ----- subgraphs: gui/navigation.py moves between levels ------------------------------------------
+    def _tab(self, scene_pos: QPointF) -> None:
+        """Tab enters the selected subgraph instance (Blender's habit); elsewhere it opens the quick-add."""
+        if not self.enter_subgraph():
+            self.open_quick_add(scene_pos)
+
+    def enter_subgraph(self, node_id: str | None = None) -> bool:
+        ids = [node_id] if node_id else self.scene.selected_node_ids()
+        return len(ids) == 1 and self.navigator.enter(ids[0])
+
+    def _escape(self) -> None:
+        """Esc cancels a run; with none going, it leaves the subgraph the canvas is in."""
+        if self.runner.busy:
+            self.runner.cancel()
+        else:
+            self.navigator.leave()
+
+    def make_subgraph(self) -> str | None:
+        ids = self.scene.selected_node_ids()
+        if not ids:
+            self._warn("select the nodes to make a subgraph of")
+            return None
+        title = self.ask_text("Make subgraph", "Title:", "Subgraph")
+        if not title:
+            return None
+        try:
+            instance = subgraph_edit.make_subgraph(self.graph, ids, title=title)
+        except nodegraph.NodegraphError as e:
+            self._warn(str(e))
+            return None
+        self.scene.rebuild()
+        self.scene.nodes[instance.id].setSelected(True)
+        self._after_edit()
+        return instance.id
+
+    def unpack_subgraph(self) -> list[str]:
+        ids = [i for i in self.scene.selected_node_ids() if self.navigator.can_enter(i)]
+        if len(ids) != 1:
+            self._warn("select one subgraph instance to unpack")
+            return []
+        new_ids = subgraph_edit.unpack(self.graph, ids[0])
+        self.scene.rebuild()
+        for node_id in new_ids:
+            self.scene.nodes[node_id].setSelected(True)
+        self._after_edit()
+        return new_ids
+
+    def publish_subgraph(self, folder: str | None = None) -> Path | None:
+        """Write the selected instance's subgraph (or the one the canvas is in) to the library."""
+        ids = [i for i in self.scene.selected_node_ids() if self.navigator.can_enter(i)]
+        sub = (self.workflow.subgraphs[subgraph_id(self.graph.nodes[ids[0]].type)] if len(ids) == 1
+               else self.scene.subgraph)
+        if sub is None:
+            self._warn("select a subgraph instance, or enter one, to publish it")
+            return None
+        try:
+            path = library.publish(self.workflow, sub.id, folder)
+        except nodegraph.NodegraphError as e:
+            self._warn(str(e))
+            return None
+        self._warn(f"published {sub.title!r} (version {sub.version}) to {path}")
+        self.tree.fill(self.search.text())
+        self._after_edit()
+        return path
+
+    def edit_slot(self, what: str, name: str, new_name: str = "") -> None:
+        """Rename, move or remove a slot of the subgraph the canvas is in (its instances follow)."""
+        sub = self.scene.subgraph
+        slot = sub.slot(name) if sub is not None else None
+        if slot is None or (what == "rename" and new_name == name):
+            return
+        try:
+            if what == "rename":
+                subgraph_edit.rename_slot(sub, name, new_name.strip())
+            elif what == "remove":
+                subgraph_edit.remove_slot(sub, name)
+            else:
+                kind = next(k for k in (sub.inputs, sub.outputs, sub.params) if slot in k)
+                subgraph_edit.move_slot(sub, name, kind.index(slot) + (-1 if what == "up" else 1))
+        except nodegraph.NodegraphError as e:
+            self._warn(str(e))
+        self._after_edit()
+        side = OUTPUTS if slot in sub.outputs else INPUTS
+        QTimer.singleShot(0, lambda: self._show_again(side))  # not now: the form's own widget is still calling
+
+    def _show_again(self, node_id: str) -> None:
+        self.scene.rebuild()
+        if node_id in self.scene.nodes:
+            self.scene.nodes[node_id].setSelected(True)
+
+    def promote(self, node_id: str, param: str) -> None:
+        """Show an inner parameter on every instance of the subgraph the canvas is in."""
+        try:
+            subgraph_edit.promote(self.scene.subgraph, node_id, param)
+        except (nodegraph.NodegraphError, AttributeError) as e:
+            self._warn(str(e) if isinstance(e, nodegraph.NodegraphError) else "enter a subgraph to promote")
+            return
+        self.scene.rebuild()
+        self._after_edit()
 
     # ----- clipboard (gui/clipboard.py), selection, modes ----------------------------------------------
     def selection_text(self) -> str:
@@ -285,8 +440,8 @@ class MainWindow(QMainWindow):
     def toggle_mode(self, mode: str) -> None:
         ids = self.scene.selected_node_ids()
         for node_id in ids:
-            current = self.workflow.nodes[node_id].mode
-            self.workflow.set_mode(node_id, "active" if current == mode else mode)
+            current = self.graph.nodes[node_id].mode
+            self.graph.set_mode(node_id, "active" if current == mode else mode)
         if ids:
             self.scene.rebuild()
             for node_id in ids:
@@ -320,8 +475,8 @@ class MainWindow(QMainWindow):
         return value if ok else None
 
     def rename_group(self, group_id: str) -> None:
-        title = self.ask_text("Rename frame", "Title:", self.workflow.groups[group_id].title)
-        if title is not None and title != self.workflow.groups[group_id].title:
+        title = self.ask_text("Rename frame", "Title:", self.graph.groups[group_id].title)
+        if title is not None and title != self.graph.groups[group_id].title:
             self.scene.set_group_title(group_id, title)
 
     def _fill_recent(self) -> None:

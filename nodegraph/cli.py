@@ -369,7 +369,9 @@ def _cmd_edit(args) -> int:
 def _cmd_nodes(args) -> int:
     import nodegraph
 
-    types = nodegraph.REGISTRY.all()
+    from nodegraph import library
+
+    types = nodegraph.REGISTRY.all() + library.declarations(log=lambda text: print(text, file=sys.stderr))
     if args.json:
         print(json.dumps([t.describe() for t in types], indent=2))
         return 0

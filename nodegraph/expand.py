@@ -12,7 +12,6 @@ type, exactly as for a built-in node.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from .errors import NodegraphError
@@ -50,7 +49,7 @@ def _expand(nodes: dict[str, Node], links: list[Link], subgraphs: dict[str, Subg
         sub = subgraphs.get(subgraph_id(node.type) or "")
         path = prefix + node.id
         if sub is None or node.mode != "active":
-            flat.nodes[path] = dataclasses.replace(node, id=path, params=dict(node.params), _digest=None)
+            flat.nodes[path] = _copy(node, path)
             continue
         inner = f"{path}/"
         inner_into, inner_out = _expand(_inner_copies(sub, node), sub.body.links, subgraphs, inner, depth + 1, flat)
@@ -75,9 +74,7 @@ def _expand(nodes: dict[str, Node], links: list[Link], subgraphs: dict[str, Subg
 
 def _inner_copies(sub: Subgraph, instance: Node) -> dict[str, Node]:
     """The definition's nodes as this instance runs them: promoted values, then its overrides, applied."""
-    copies = {k: dataclasses.replace(n, params=dict(n.params), overrides={p: dict(v) for p, v in n.overrides.items()},
-                                     _digest=None)
-              for k, n in sub.body.nodes.items()}
+    copies = {k: _copy(n, k) for k, n in sub.body.nodes.items()}
     for promoted in sub.params:
         value: Any = instance.params.get(promoted.name, promoted.default)
         for node_id, name in promoted.to:
@@ -92,6 +89,12 @@ def _inner_copies(sub: Subgraph, instance: Node) -> dict[str, Node]:
         else:
             copies[head].params.update(values)
     return copies
+
+
+def _copy(node: Node, node_id: str) -> Node:
+    """A copy to write values into (a direct constructor call: this runs for every inner node on every edit)."""
+    return Node(node_id, node.type, node.version, dict(node.params), node.mode, node.position, node.title,
+                {p: dict(v) for p, v in node.overrides.items()} if node.overrides else {})
 
 
 def flat_targets(workflow: Workflow, flat: Workflow, targets: list[str]) -> list[str]:

@@ -134,6 +134,18 @@ def entries(log=None) -> dict[str, Entry]:
     return found
 
 
+def declarations(log=None) -> list:
+    """The node type each published subgraph declares (as its instances are drawn and listed)."""
+    found = []
+    for entry in entries(log).values():
+        try:
+            found.append(read_file(entry.path).subgraphs[entry.id].node_type())
+        except NodegraphError as e:
+            if log is not None:
+                log(str(e))
+    return found
+
+
 def embed(workflow, sub_id: str) -> Subgraph:
     """Copy library subgraph ``sub_id`` (and those it uses) into ``workflow``, returning its definition.
     One the workflow already defines is kept as it is: the workflow's own copy always wins."""

@@ -334,3 +334,74 @@ def _free_id(stem: str, taken) -> str:
     while f"{stem}{n}" in taken:
         n += 1
     return f"{stem}{n}"
+
+
+def add_input(sub: Subgraph, node_id: str, port: str) -> InputSlot:
+    """A new input of the subgraph feeding inner port ``node_id.port`` (named after it, typed by it)."""
+    want = sub.body.registry.get(sub.body.node(node_id).type).target_type(port)
+    if want is None:
+        raise NodegraphError(f"'{node_id}' has no input or parameter {port!r}")
+    slot = InputSlot(_fresh(port, {s.name for s in (*sub.inputs, *sub.params)}), want)
+    sub.inputs.append(slot)
+    wire_input(sub, slot.name, node_id, port)
+    return slot
+
+
+def wire_input(sub: Subgraph, name: str, node_id: str, port: str) -> None:
+    """Feed inner port ``node_id.port`` from input ``name`` (instead of whatever fed it)."""
+    slot = next((s for s in sub.inputs if s.name == name), None)
+    if slot is None:
+        raise NodegraphError(f"subgraph {sub.id!r} has no input {name!r}")
+    want = sub.body.registry.get(sub.body.node(node_id).type).target_type(port)
+    from .types import why_incompatible
+
+    reason = why_incompatible(slot.type, want) if want is not None else f"'{node_id}' has no input {port!r}"
+    if reason:
+        raise NodegraphError(f"cannot feed {node_id}.{port} from input {name!r}: {reason}")
+    unwire(sub, node_id, port)
+    sub.body.links = [l for l in sub.body.links if not (l.target == node_id and l.input == port)]
+    slot.to.append((node_id, port))
+    sub.touch()
+
+
+def unwire(sub: Subgraph, node_id: str, port: str) -> bool:
+    """Stop feeding inner port ``node_id.port`` from the interface; True if an input fed it."""
+    found = False
+    for slot in sub.inputs:
+        if (node_id, port) in slot.to:
+            slot.to.remove((node_id, port))
+            found = True
+    if found:
+        sub.touch()
+    return found
+
+
+def add_output(sub: Subgraph, node_id: str, output: str) -> OutputSlot:
+    """A new output of the subgraph giving inner output ``node_id.output``."""
+    out = sub.body.registry.get(sub.body.node(node_id).type).output_port(output)
+    if out is None:
+        raise NodegraphError(f"'{node_id}' has no output {output!r}")
+    slot = OutputSlot(_fresh(output, {s.name for s in sub.outputs}), out.type, (node_id, output))
+    sub.outputs.append(slot)
+    sub.touch()
+    return slot
+
+
+def set_output(sub: Subgraph, name: str, node_id: str, output: str) -> None:
+    """Let output ``name`` give inner output ``node_id.output``."""
+    slot = next((s for s in sub.outputs if s.name == name), None)
+    out = sub.body.registry.get(sub.body.node(node_id).type).output_port(output)
+    if slot is None or out is None:
+        raise NodegraphError(f"no output {name!r} or no inner output {node_id}.{output}")
+    from .types import why_incompatible
+
+    reason = why_incompatible(out.type, slot.type)
+    if reason:
+        raise NodegraphError(f"output {name!r} cannot come from {node_id}.{output}: {reason}")
+    slot.source = (node_id, output)
+    sub.touch()
+
+
+def enclosing(graph: Workflow) -> Subgraph | None:
+    """The definition whose body ``graph`` is, or None for the outermost workflow."""
+    return _enclosing(graph)

@@ -1,6 +1,6 @@
-"""Screenshot of the editor with an example workflow loaded and run (docs/editor.png).
+"""Screenshot of the editor with an example workflow loaded and run (docs/editor.png, docs/subgraph.png).
 
-    QT_QPA_PLATFORM=offscreen python scripts/screenshot_editor.py [workflow] [out.png]
+    QT_QPA_PLATFORM=offscreen python scripts/screenshot_editor.py [workflow] [out.png] [node to select] [instance to enter]
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def main() -> None:
     window.run_all()
     QTimer.singleShot(120_000, loop.quit)
     loop.exec()
+    for instance in sys.argv[4].split("/") if len(sys.argv) > 4 else ():
+        window.navigator.enter(instance)  # inside a subgraph: the breadcrumb shows where
     select = sys.argv[3] if len(sys.argv) > 3 else "pad"
     if select in window.scene.nodes:
         window.scene.nodes[select].setSelected(True)

@@ -140,3 +140,13 @@ def test_batch_jobs_reach_inner_and_promoted_parameters(shelf, tmp_path):
     sweep = tmp_path / "sweep.json"
     sweep.write_text(json.dumps({"sweep": {"thumb.resize.width": [10, 20]}}))
     assert [j.overrides for j in read_jobs(sweep, wf)[0]] == [{"thumb.resize.width": 10}, {"thumb.resize.width": 20}]
+
+
+def test_nodegraph_nodes_lists_the_library_subgraphs_with_their_ports(shelf, capsys):
+    code, out, _ = cli(capsys, "nodes", "--json")
+    listed = {t["id"]: t for t in json.loads(out)}
+    assert code == 0
+    assert [p["name"] for p in listed["subgraph:thumbnail"]["params"]] == ["size"]
+    hires = listed["subgraph:hires_fix"]
+    assert [i["name"] for i in hires["inputs"]] == ["latent", "model", "conditioning", "vae"]
+    assert [p["name"] for p in hires["params"]] == ["scale", "strength", "steps"]
