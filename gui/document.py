@@ -65,6 +65,7 @@ class Document:
         window = self.window
         window.navigator.reset(workflow)
         window._connect_scene()
+        window.refresh_palette()  # the palette lists this workflow's own subgraphs
         self.path, self.saved_text = path, workflow.dumps()
         self.untitled_title = None
         self._snapshot = self.saved_text
@@ -201,6 +202,7 @@ class Document:
         if window.workflow.base_dir is not None:
             nodegraph.rebase(workflow, window.workflow.base_dir)
         window.navigator.show(workflow, fit=False)  # the level the canvas was at, as far as it still exists
+        window.refresh_palette()
         self._snapshot = workflow.dumps()  # as rebased: the next edit's "before" is relative to base_dir now
         self.update_title()
         window.run_control.mark_dirty()
