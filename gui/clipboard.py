@@ -10,6 +10,8 @@ from __future__ import annotations
 from PySide6.QtGui import QGuiApplication
 
 import nodegraph
+from nodegraph.subgraph import subgraph_id
+from nodegraph.subgraph_edit import carry_definitions
 
 
 def selection_text(scene) -> str:
@@ -20,6 +22,8 @@ def selection_text(scene) -> str:
     for node_id in ids:
         part.nodes[node_id] = workflow.nodes[node_id]
     part.links = [l for l in workflow.links if l.source in ids and l.target in ids]
+    used = [subgraph_id(workflow.nodes[n].type) for n in ids if subgraph_id(workflow.nodes[n].type)]
+    carry_definitions(workflow, part, used)  # so an instance pastes into another workflow too
     return part.dumps()
 
 
@@ -45,6 +49,7 @@ def paste(scene, text: str | None, warn) -> bool:
         warn(f"nothing to paste: {e}")
         return False
     workflow = scene.workflow
+    carry_definitions(part, workflow, list(part.subgraphs))
     renamed = {}
     for node in part.nodes.values():
         if workflow.registry.get(node.type) is None:
@@ -52,6 +57,7 @@ def paste(scene, text: str | None, warn) -> bool:
         x, y = node.position
         new = workflow.add_node(node.type, params=dict(node.params), position=(x + 40, y + 40),
                                 mode=node.mode, title=node.title)
+        new.overrides = {path: dict(values) for path, values in node.overrides.items()}
         renamed[node.id] = new.id
     for link in part.links:
         if link.source in renamed and link.target in renamed:

@@ -15,7 +15,6 @@ embedded definitions the library now has a newer version of.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -26,7 +25,8 @@ from .errors import NodegraphError, Problem, WorkflowFileError
 from .files import atomic_write
 from .migrations import FORMAT as WORKFLOW_FORMAT, VERSION
 from .settings import model_folders, settings_path
-from .subgraph import PREFIX, SUBGRAPH_ID_RE, Subgraph, definitions_inside_out, subgraph_id, uses
+from .subgraph import PREFIX, SUBGRAPH_ID_RE, Subgraph, subgraph_id
+from .subgraph_edit import carry_definitions, needed_definitions
 
 FORMAT = "nodegraph-subgraph"
 ENV = "NODEGRAPH_SUBGRAPHS"
@@ -156,34 +156,8 @@ def embed(workflow, sub_id: str) -> Subgraph:
     if entry is None:
         raise NodegraphError(f"no subgraph {sub_id!r} in the library (folders: "
                              f"{', '.join(str(f) for f in folders())})")
-    source = read_file(entry.path)
-    for sub in definitions_inside_out(source.subgraphs):
-        if sub.id not in root.subgraphs and (sub.id == sub_id or sub.id in _needed(source, sub_id)):
-            root.subgraphs[sub.id] = _copied(sub, root)
-    root._touch()
+    carry_definitions(read_file(entry.path), root, [sub_id])
     return root.subgraphs[sub_id]
-
-
-def _needed(source, sub_id: str) -> set[str]:
-    needed, stack = set(), [sub_id]
-    while stack:
-        for used in uses(source.subgraphs[stack.pop()]):
-            if used not in needed and used in source.subgraphs:
-                needed.add(used)
-                stack.append(used)
-    return needed
-
-
-def _copied(sub: Subgraph, root) -> Subgraph:
-    from .workflow import Workflow
-
-    body = Workflow(owner=root)
-    sub.body._copy_graph_into(body)
-    clone = copy.copy(sub)
-    clone.body, clone._type = body, None
-    clone.inputs, clone.outputs, clone.params = (copy.deepcopy(sub.inputs), copy.deepcopy(sub.outputs),
-                                                 copy.deepcopy(sub.params))
-    return clone
 
 
 def embed_missing(workflow) -> list[str]:
@@ -219,7 +193,7 @@ def publish(workflow, sub_id: str, folder: str | os.PathLike | None = None) -> P
         raise NodegraphError(f"no subgraph {sub_id!r} in this workflow")
     from .validate import validate
 
-    needed = _needed(root, sub_id) | {sub_id}
+    needed = needed_definitions(root, [sub_id])
     inside = tuple(f"{PREFIX}{k}" for k in needed)
     problems = [p for p in validate(root) if p.node and p.node.split("/")[0] in inside]
     if problems:

@@ -8,11 +8,12 @@ outermost workflow.
 
 from __future__ import annotations
 
+import copy
 import re
 
 from .errors import NodegraphError
 from .node import NAME_RE
-from .subgraph import InputSlot, OutputSlot, PromotedParam, Subgraph, subgraph_id, type_id
+from .subgraph import InputSlot, OutputSlot, PromotedParam, Subgraph, definitions_inside_out, subgraph_id, type_id, uses
 from .workflow import NODE_ID_RE, Group, Link, Node, Workflow, _position, natural_key
 
 
@@ -405,3 +406,34 @@ def set_output(sub: Subgraph, name: str, node_id: str, output: str) -> None:
 def enclosing(graph: Workflow) -> Subgraph | None:
     """The definition whose body ``graph`` is, or None for the outermost workflow."""
     return _enclosing(graph)
+
+
+def needed_definitions(root: Workflow, sub_ids) -> set[str]:
+    """``sub_ids`` and every definition they use, however deep."""
+    needed, stack = set(), [s for s in sub_ids if s in root.subgraphs]
+    while stack:
+        sub_id = stack.pop()
+        if sub_id not in needed:
+            needed.add(sub_id)
+            stack += [u for u in uses(root.subgraphs[sub_id]) if u in root.subgraphs]
+    return needed
+
+
+def carry_definitions(source: Workflow, target: Workflow, sub_ids) -> list[str]:
+    """Copy the definitions ``sub_ids`` need from ``source`` into ``target`` (a library file into a
+    workflow, a copied selection into the clipboard and back). One ``target`` already defines is kept as
+    it is: the workflow's own copy wins. Returns the ids copied."""
+    source, target = source.root(), target.root()
+    needed = needed_definitions(source, sub_ids)
+    copied = []
+    for sub in definitions_inside_out(source.subgraphs):
+        if sub.id in needed and sub.id not in target.subgraphs:
+            body = Workflow(owner=target)
+            sub.body._copy_graph_into(body)
+            target.subgraphs[sub.id] = Subgraph(sub.id, sub.title, body, sub.version, sub.description, sub.category,
+                                                copy.deepcopy(sub.inputs), copy.deepcopy(sub.outputs),
+                                                copy.deepcopy(sub.params))
+            copied.append(sub.id)
+    if copied:
+        target._touch()
+    return copied

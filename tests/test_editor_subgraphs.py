@@ -209,3 +209,19 @@ def test_published_subgraphs_appear_in_search_and_come_with_their_definition(qtb
     assert block in window.workflow.subgraphs  # embedded: the file opens without the library
     palette = [window.tree.topLevelItem(i).text(0) for i in range(window.tree.topLevelItemCount())]
     assert "subgraphs" in palette or "library/subgraphs" in palette
+
+
+def test_a_copied_instance_pastes_into_another_workflow_with_its_definition(qtbot, window):
+    chain(window)
+    block = make_block(qtbot, window)
+    window.workflow.set_param(f"{block}/blur", "radius", 8.0)  # this instance's own value travels with it
+    window.scene.clearSelection()
+    window.scene.nodes[block].setSelected(True)
+    text = window.selection_text()
+    window.document.set_workflow(nodegraph.Workflow(), None)
+    window.paste(text)
+    [pasted] = window.workflow.nodes.values()
+    assert pasted.type == f"subgraph:{block}" and pasted.overrides == {"blur": {"radius": 8.0}}
+    assert block in window.workflow.subgraphs
+    assert [str(p) for p in nodegraph.validate(window.workflow)] == [  # only its input is missing
+        f"node '{pasted.id}' port 'image': required IMAGE input is not connected"]
