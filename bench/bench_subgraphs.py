@@ -10,8 +10,8 @@ are medians of the repeats; nodes are trivial integer additions, so the time is 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+
+from bench_engine import timed  # the same median-of-repeats timer
 
 import nodegraph
 from nodegraph import Input, Output, Param, PortType as T, Registry, node
@@ -53,15 +53,6 @@ def _one_block(wf, size):
         wf.add_node("bench.add", f"b{j}", params={"k": j % 7})
         wf.connect("first" if j == 0 else f"b{j - 1}", "value", f"b{j}", "a")
     return wf
-
-
-def timed(fn, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def edit_loop(wf, target: str, edit, repeat: int) -> tuple[float, float]:
