@@ -95,9 +95,12 @@ class Inspector(QWidget):
             self.form.addRow(text)
         linked = scene.linked_inputs(node.id)
         promoted = self._promoted_here(node.id)
+        own = self.window_.navigator.instance_values(node.id)
         for param in node_type.params:
             if param.name in promoted:  # each instance's value wins: an edit here would change nothing
                 widget = QLabel(f"set on each instance, as '{promoted[param.name]}'")
+            elif param.name in own:
+                widget = self._instance_value(own[param.name], param.name, node.params.get(param.name))
             elif param.name in linked:
                 widget = QLabel("driven by a link")
             else:
@@ -111,7 +114,33 @@ class Inspector(QWidget):
                 label.addAction(promote)
                 label.setToolTip("right-click to promote this parameter to the subgraph's instances")
             self.form.addRow(label, widget)
+        if node.overrides:
+            self._show_overrides(node)
         self.window_.run_control.show_outputs(node.id)
+
+    def _instance_value(self, found, name: str, defined) -> QWidget:
+        """An inner parameter the instance entered through sets for itself: its value, and a way back."""
+        value, holder, path = found
+        row = QWidget()
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(QLabel(f"{value!r} on instance '{path.split('/')[0]}' (the definition: {defined!r})"), 1)
+        button = QPushButton("use the definition's")
+        button.setObjectName(f"clear-{name}")
+        button.clicked.connect(lambda: self.window_.clear_override(holder, path, name))
+        line.addWidget(button)
+        return row
+
+    def _show_overrides(self, node) -> None:
+        """An instance's own values for inner parameters (set from the command line, a batch, a script)."""
+        self.form.addRow(QLabel("<small>this instance's own inner values</small>"))
+        for path, values in sorted(node.overrides.items()):
+            for name, value in sorted(values.items()):
+                button = QPushButton(f"{value!r}: use the definition's")
+                button.setObjectName(f"clear-{path}.{name}")
+                button.clicked.connect(lambda _=False, p=f"{node.id}/{path}", n=name:
+                                       self.window_.clear_override(self.window_.graph, p, n))
+                self.form.addRow(f"{path}.{name}", button)
 
     def _promoted_here(self, node_id: str) -> dict[str, str]:
         """Parameters of ``node_id`` the subgraph on the canvas promotes: parameter -> promoted name."""

@@ -101,6 +101,25 @@ class Navigator:
             return None
         return flat_id[len(prefix):].split("/", 1)[0]
 
+    def instance_values(self, node_id: str) -> dict:
+        """Inner parameters of ``node_id`` (at the level shown) that the instances entered through set for
+        themselves: parameter -> (value, the graph holding that instance, ``instance/inner path``). The outermost
+        one wins, as
+        in a run."""
+        found: dict = {}
+        graph = self.root
+        chain = []
+        for instance_id in self.path:
+            node = graph.nodes[instance_id]
+            chain.append((graph, node))
+            graph = self.root.subgraphs[subgraph_id(node.type)].body
+        for depth in reversed(range(len(chain))):  # innermost first; outer ones overwrite
+            holder, instance = chain[depth]
+            path = "/".join([*self.path[depth + 1:], node_id])
+            for name, value in instance.overrides.get(path, {}).items():
+                found[name] = (value, holder, f"{instance.id}/{path}")
+        return found
+
     def flat_output(self, node_id: str) -> str:
         """The flat id whose outputs a node shows: the node's own, or for an instance the inner node behind
         its first output (followed down through nested instances)."""

@@ -205,7 +205,9 @@ class MainWindow(QMainWindow):
         except nodegraph.NodegraphError as e:
             self._warn(str(e))
             return
-        self.scene.nodes[node_id].update()
+        item = self.scene.nodes.get(node_id.split("/")[0])  # a path sets an inner value of that instance
+        if item is not None:
+            item.update()
         self._after_edit()
 
     def _after_edit(self) -> None:
@@ -408,6 +410,12 @@ class MainWindow(QMainWindow):
         self.scene.rebuild()
         if node_id in self.scene.nodes:
             self.scene.nodes[node_id].setSelected(True)
+
+    def clear_override(self, graph, path: str, name: str) -> None:
+        """Let an instance's inner parameter (``instance/inner path`` in ``graph``) follow the definition again."""
+        graph.clear_override(path, name)
+        QTimer.singleShot(0, self.inspector.show_selection)  # not now: the form's own button is still calling
+        self._after_edit()
 
     def promote(self, node_id: str, param: str) -> None:
         """Show an inner parameter on every instance of the subgraph the canvas is in."""

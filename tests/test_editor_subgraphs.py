@@ -225,3 +225,22 @@ def test_a_copied_instance_pastes_into_another_workflow_with_its_definition(qtbo
     assert block in window.workflow.subgraphs
     assert [str(p) for p in nodegraph.validate(window.workflow)] == [  # only its input is missing
         f"node '{pasted.id}' port 'image': required IMAGE input is not connected"]
+
+
+def test_an_instances_own_inner_value_shows_inside_and_can_be_given_back(qtbot, window):
+    chain(window)
+    block = make_block(qtbot, window)
+    window.set_param(f"{block}/blur", "radius", 8.0)  # as `--set blur_and_invert.blur.radius=8` does
+    window.scene.clearSelection()
+    window.scene.nodes[block].setSelected(True)
+    assert window.inspector.findChild(QPushButton, "clear-blur.radius").text() == "8.0: use the definition's"
+    window.enter_subgraph(block)
+    window.scene.clearSelection()
+    window.scene.nodes["blur"].setSelected(True)
+    labels = [w.text() for w in window.inspector.findChildren(type(window.preview_text))]
+    assert "8.0 on instance 'blur_and_invert' (the definition: 3.0)" in labels
+    window.inspector.findChild(QPushButton, "clear-radius").click()
+    assert window.workflow.nodes[block].overrides == {}
+    qtbot.waitUntil(lambda: window.inspector.findChild(QDoubleSpinBox) is not None)  # the radius is editable again
+    window.undo_stack.undo()
+    assert window.workflow.nodes[block].overrides == {"blur": {"radius": 8.0}}
