@@ -146,6 +146,11 @@ class NodeItem(QGraphicsItem):
         label = node.title or self.node_type.title
         mode = {"muted": "  (muted)", "bypassed": "  (bypassed)"}.get(node.mode, "")
         painter.drawText(QRectF(8, 0, NODE_WIDTH - 16, TITLE_HEIGHT), Qt.AlignVCenter, f"{label}{mode}")
+        if self.node_type.id.startswith("subgraph:"):  # a subgraph instance: two stacked frames, as its badge
+            painter.setPen(QPen(QColor(theme.TEXT), 1.2))
+            painter.setBrush(Qt.NoBrush)
+            painter.drawRect(QRectF(NODE_WIDTH - 22, 6, 11, 9))
+            painter.drawRect(QRectF(NODE_WIDTH - 18, 9, 11, 9))
         painter.setFont(QFont())
         if self.progress is not None and self.state == "running":
             painter.fillRect(QRectF(0, TITLE_HEIGHT - 3, NODE_WIDTH * self.progress, 3), QColor("#4fc3f7"))

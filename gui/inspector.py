@@ -93,6 +93,8 @@ class Inspector(QWidget):
             text = QLabel(node_type.description)
             text.setWordWrap(True)
             self.form.addRow(text)
+        if node_type.id.startswith("subgraph:"):
+            self.form.addRow(QLabel("<small>a subgraph: Tab or a double-click enters it</small>"))
         linked = scene.linked_inputs(node.id)
         promoted = self._promoted_here(node.id)
         own = self.window_.navigator.instance_values(node.id)
