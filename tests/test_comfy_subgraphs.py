@@ -14,6 +14,7 @@ inner instance's crop width (``["2", "width"]``); widgets_values follow the prox
 import copy
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -211,6 +212,20 @@ def test_an_empty_definition_is_left_out_with_a_note():
     assert "16" not in wf.nodes and "nothing_yet" not in wf.subgraphs
     assert "subgraph instance 16 (Nothing yet): left as its inner nodes (none of its nodes converted)" in \
         wf.imported.notes
+
+
+def test_the_docs_subgraph_command_runs_as_written_and_says_what_the_text_says(tmp_path):
+    text = (Path(__file__).parent.parent / "docs" / "comfyui.md").read_text(encoding="utf-8")
+    commands = [line.strip() for line in text.splitlines() if line.startswith("    nodegraph ")]
+    assert commands == ["nodegraph import tests/comfy_files/ui_subgraph_nested.json -o touch.json --json"]
+    os.symlink(Path(__file__).parent.parent / "tests", tmp_path / "tests")
+    argv = shlex.split(commands[0])
+    done = subprocess.run([NODEGRAPH, *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["subgraphs"] == 2
+    ours = nodegraph.load(tmp_path / "touch.json", strict=False)
+    assert sorted(ours.subgraphs) == ["crop_to_size", "touch_up"]
+    assert ours.nodes["11"].params["width"] == 40 and ours.nodes["12"].params["width"] == 32
 
 
 def test_a_slot_name_that_is_not_a_name_here_is_made_into_one():
