@@ -64,6 +64,7 @@ def test_nested_subgraphs_become_nested_definitions(touch):
     assert sorted(touch.subgraphs) == ["crop_to_size", "touch_up"] and touch.imported.subgraphs == 2
     outer, inner = touch.subgraphs["touch_up"], touch.subgraphs["crop_to_size"]
     assert (outer.title, inner.title) == ("Touch up", "Crop to size")
+    assert (outer.description, inner.description) == ("Scales a picture, then crops it to size.", "")
     assert {k: n.type for k, n in outer.body.nodes.items()} == {"1": "image.scale",
                                                                "2": "subgraph:crop_to_size"}
     assert {k: n.type for k, n in inner.body.nodes.items()} == {"1": "image.crop"}

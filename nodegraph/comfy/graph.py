@@ -73,6 +73,7 @@ class CInstance:
     id: str  # flat id, like the inner nodes' prefix: "30", "30-5" inside 30
     definition: str  # the definition's UUID
     name: str
+    description: str = ""
     parent: str | None = None
     depth: int = 1
     title: str | None = None
@@ -369,7 +370,8 @@ class _UiReader:
         """A subgraph instance: its record, then its definition's nodes read as the next level."""
         sub = self.definitions[raw["type"]]
         self.instances[node.id] = node
-        record = CInstance(node.id, raw["type"], str(sub.get("name") or raw["type"]),
+        description = sub.get("description") if isinstance(sub.get("description"), str) else ""
+        record = CInstance(node.id, raw["type"], str(sub.get("name") or raw["type"]), description,
                            parent.id if parent else None, depth + 1, node.title, node.position or (0.0, 0.0),
                            node.mode, inputs=_slots(sub.get("inputs"), labels=True),
                            outputs=_slots(sub.get("outputs")), groups=_groups(sub))

@@ -84,6 +84,7 @@ class _Regrouper:
         if inst.title and inst.title != inst.name:
             instance.title = inst.title
         sub.body.groups = _groups_by_position(inst.groups, sub.body)
+        sub.description = inst.description
         self.made[inst.id] = instance.id
         self.share(inst, sub, instance)
 
@@ -186,8 +187,8 @@ class _Regrouper:
         names_out = self.names_out[inst.id] = {}
         for k, (name, _) in enumerate(inst.outputs):
             source = self.output_end(*inst.output_sources[k]) if k in inst.output_sources else None
-            if source is None or source[0] not in sub.body.nodes:
-                continue  # unconnected inside, or it passes an input straight through (linked around)
+            if source is None or source[0] not in sub.body.nodes or self.output_type(sub.body, source) is None:
+                continue  # unconnected inside, passing an input straight through (linked around), or untyped
             names_out[name] = mine = _name(name, taken)
             sub.outputs.append(OutputSlot(mine, self.output_type(sub.body, source), source))
             for l in out_of.pop(source, []):
@@ -200,7 +201,8 @@ class _Regrouper:
 
     # ----- where a ComfyUI slot or widget lands among our nodes -----------------------------------------
     def ends_of_input(self, inst: CInstance, k: int) -> list[End]:
-        return [e for node_id, name in inst.input_targets.get(k, []) for e in self.ends(node_id, name)]
+        ends = (e for node_id, name in inst.input_targets.get(k, []) for e in self.ends(node_id, name))
+        return list(dict.fromkeys(ends))  # two ComfyUI inputs may become one port here (a folded sampler's)
 
     def ends(self, node_id: str, name: str) -> list[End]:
         """Our ports behind input ``name`` of inner node ``node_id`` (a nested instance's own slot)."""
@@ -217,7 +219,7 @@ class _Regrouper:
         return [(self.made[node_id], mine)] if mine else []
 
     def ends_of_widget(self, p: Promoted) -> list[End]:
-        return [e for node_id, widget in p.targets for e in self.widget_ends(node_id, widget)]
+        return list(dict.fromkeys(e for node_id, widget in p.targets for e in self.widget_ends(node_id, widget)))
 
     def widget_ends(self, node_id: str, widget: str) -> list[End]:
         child = self.instances.get(node_id)
@@ -256,8 +258,10 @@ class _Regrouper:
         return None
 
     @staticmethod
-    def output_type(body: Workflow, source: End) -> PortType:
-        return body.registry.get(body.nodes[source[0]].type).output_port(source[1]).type
+    def output_type(body: Workflow, source: End) -> PortType | None:
+        spec = body.registry.get(body.nodes[source[0]].type)
+        out = spec.output_port(source[1]) if spec else None
+        return out.type if out else None
 
     # ----- inside ids and layout as ComfyUI's definition has them ---------------------------------------
     def strip(self, inst: CInstance, sub: Subgraph) -> None:
