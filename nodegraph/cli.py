@@ -311,7 +311,8 @@ def _cmd_import(args) -> int:
     if args.json:
         print(json.dumps(report.to_json(str(output)), indent=2))
     else:
-        print(f"{args.file}: {report.mapped} of {report.nodes} ComfyUI nodes converted; wrote {output}",
+        kept = f", {report.subgraphs} subgraph{'s' * (report.subgraphs != 1)} kept" if report.subgraphs else ""
+        print(f"{args.file}: {report.mapped} of {report.nodes} ComfyUI nodes converted{kept}; wrote {output}",
               file=sys.stderr)
         for item in report.unmapped:
             print(f"  not converted: node {item['id']} ({item['class_type']}): {item['why']}", file=sys.stderr)

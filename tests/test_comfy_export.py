@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 import torch
@@ -31,13 +32,23 @@ def reimport(prompt: dict, tmp_path, name="back.json"):
     return nodegraph.load(path, strict=False)
 
 
+def flattened(path):
+    """The import as it was before subgraphs were kept: every instance as its inner nodes (``30-1``),
+    which is what an API file (with no subgraphs) reads back as."""
+    with mock.patch("nodegraph.comfy.convert.regroup", lambda doc, conv: doc):
+        return nodegraph.load(path, strict=False)
+
+
 @pytest.mark.parametrize("name", ["api_every_class.json", "api_txt2img.json", "ui_txt2img_v04.json",
-                                  "ui_subgraph.json"])
+                                  "ui_subgraph.json", "ui_subgraph_nested.json"])
 def test_import_export_import_gives_the_same_workflow(name, tmp_path):
     first = nodegraph.load(os.path.join(FILES, name), strict=False)
     first.base_dir = tmp_path  # so both copies look for their pictures in the same place
     notes = []
     back = reimport(comfy.export_api(first, notes), tmp_path)
+    if first.subgraphs:  # the API format has none: what comes back is the flattened form
+        first = flattened(os.path.join(FILES, name))
+        first.base_dir = tmp_path
     first_doc, back_doc = without_layout(first), without_layout(back)
     first_doc["metadata"] = back_doc["metadata"] = {}  # "imported from the UI format" / "... the API format"
     first_doc["nodes"] = [n for n in first_doc["nodes"] if n["type"] != "doc.note"]  # ComfyUI's server has no notes
@@ -88,3 +99,18 @@ def test_the_cli_exports_and_says_what_has_no_comfyui_class(tmp_path):
     assert refused.returncode == 1
     assert "no ComfyUI class for: grid (image.grid)" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_workflow_with_subgraphs_goes_out_flattened_under_comfyuis_path_ids(tmp_path):
+    ours = nodegraph.load(os.path.join(FILES, "ui_subgraph_nested.json"))
+    ours.set_param("12", "width", 24)  # an instance's own promoted value
+    ours.set_mode("14", "muted")
+    prompt = comfy.export_api(ours)
+    assert set(prompt) == {"10", "11:1", "11:2:1", "12:1", "12:2:1", "13"}
+    assert prompt["11:2:1"]["class_type"] == "ImageCrop" and prompt["11:2:1"]["inputs"]["image"] == ["11:1", 0]
+    assert (prompt["11:2:1"]["inputs"]["width"], prompt["12:2:1"]["inputs"]["width"]) == (40, 24)
+    assert prompt["13"]["inputs"]["images"] == ["11:2:1", 0]
+    ours.set_mode("12", "bypassed")  # one node in ComfyUI's terms: its image passes straight through
+    ours.set_mode("14", "active")
+    prompt = comfy.export_api(ours)
+    assert "12:1" not in prompt and prompt["14"]["inputs"]["images"] == ["10", 0]

@@ -32,7 +32,7 @@ from conftest import REPO
 
 FILES = Path(__file__).parent / "comfy_files"
 NODEGRAPH = os.path.join(os.path.dirname(sys.executable), "nodegraph")
-FIXTURES = ["api_txt2img", "ui_txt2img_v04", "ui_txt2img_v1", "ui_subgraph", "api_every_class"]
+FIXTURES = ["api_txt2img", "ui_txt2img_v04", "ui_txt2img_v1", "ui_subgraph", "ui_subgraph_nested", "api_every_class"]
 FRONTEND_ONLY = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}  # the editor's own nodes: never in an API file
 
 # what the txt2img fixtures ask for
@@ -507,20 +507,35 @@ def sub():
     return load("ui_subgraph")
 
 
-def test_subgraph_is_flattened_into_prefixed_inner_nodes(sub):
-    assert sub.imported.nodes == 7 and sub.imported.mapped == 7
-    assert "30" not in sub.nodes
-    assert sub.nodes["30-1"].type == "sampling.sampler" and sub.nodes["30-1"].title == "Inner sampler"
-    assert sub.nodes["30-2"].type == "vae.decode"
-    assert sub.nodes["30-1"].params["seed"] == SEED and sub.nodes["30-1"].params["steps"] == STEPS
-    # inner nodes stand where the instance stood, in their own layout
-    assert sub.nodes["30-1"].position == (860, 200) and sub.nodes["30-2"].position == (860 + 360, 200 + 40)
+def test_a_subgraph_instance_becomes_one_of_ours(sub):
+    assert (sub.imported.nodes, sub.imported.mapped, sub.imported.subgraphs) == (7, 7, 1)
+    instance = sub.nodes["30"]
+    assert instance.type == "subgraph:sample_and_decode" and instance.position == (860, 200)
+    assert instance.title is None  # its ComfyUI title is the definition's name
+    assert instance.params == {"seed": SEED, "steps": STEPS}  # its promoted widgets (properties.proxyWidgets)
+    definition = sub.subgraphs["sample_and_decode"]
+    assert definition.title == "Sample and decode"
+    inner = definition.body.nodes
+    assert sorted(inner) == ["1", "2"]  # inner node 1 of instance 30 is node 1 inside it
+    assert inner["1"].type == "sampling.sampler" and inner["1"].title == "Inner sampler"
+    assert inner["2"].type == "vae.decode"
+    assert inner["1"].params["seed"] == SEED and inner["1"].params["steps"] == STEPS
+    assert inner["1"].position == (200, 120) and inner["2"].position == (560, 160)  # the definition's layout
+    assert [p.name for p in definition.params] == ["seed", "steps"]
+    assert [(p.to, p.default) for p in definition.params] == [([("1", "seed")], SEED), ([("1", "steps")], STEPS)]
 
 
 def test_subgraph_inputs_and_outputs_are_wired_through(sub):
+    definition = sub.subgraphs["sample_and_decode"]
+    assert [(s.name, str(s.type), s.to) for s in definition.inputs] == [  # ComfyUI's names, in its order
+        ("model", "MODEL", [("1", "model")]), ("positive", "CONDITIONING", [("1", "conditioning")]),
+        ("negative", "CONDITIONING", [("1", "negative")]), ("latent_image", "LATENT", [("1", "latent")]),
+        ("vae", "VAE", [("2", "vae")])]
+    assert [(s.name, s.source) for s in definition.outputs] == [("IMAGE", ("2", "image"))]
+    assert {str(l) for l in definition.body.links} == {"1.latent -> 2.latent"}
     assert links_of(sub) == {
-        "24.model -> 30-1.model", "26.conditioning -> 30-1.conditioning", "27.conditioning -> 30-1.negative",
-        "25.latent -> 30-1.latent", "30-1.latent -> 30-2.latent", "24.vae -> 30-2.vae", "30-2.image -> 29.image",
+        "24.model -> 30.model", "26.conditioning -> 30.positive", "27.conditioning -> 30.negative",
+        "25.latent -> 30.latent_image", "24.vae -> 30.vae", "30.IMAGE -> 29.image",
         "24.text_encoder -> 26.text_encoder", "24.text_encoder -> 27.text_encoder", "24.vae -> 25.vae"}
 
 
@@ -535,11 +550,12 @@ def test_a_04_root_with_subgraph_definitions_mixes_link_shapes():
     assert {str(l) for l in from_document(doc).links} == links_of(load("ui_subgraph"))
 
 
-def test_two_instances_of_one_subgraph_are_two_copies():
-    doc = raw("ui_subgraph")
+def with_second_instance(doc: dict, widgets_values: list) -> dict:
+    """ui_subgraph with a second instance (40) of its definition feeding a Preview Image (41)."""
     (first,) = [n for n in doc["nodes"] if n["id"] == 30]
     second = copy.deepcopy(first)
-    second.update(id=40, pos=[860, 700])
+    second.update(id=40, pos=[860, 700], widgets_values=widgets_values)
+    del second["title"]
     for port in second["inputs"]:
         port["link"] += 100
     second["outputs"][0]["links"] = [136]
@@ -550,18 +566,42 @@ def test_two_instances_of_one_subgraph_are_two_copies():
     doc["links"] += [dict(l, id=l["id"] + 100, target_id=40) for l in doc["links"] if l["target_id"] == 30]
     doc["links"].append({"id": 136, "origin_id": 40, "origin_slot": 0, "target_id": 41, "target_slot": 0,
                          "type": "IMAGE"})
+    return doc
+
+
+def test_two_instances_of_one_subgraph_share_its_definition_with_their_own_promoted_values():
+    wf = from_document(with_second_instance(raw("ui_subgraph"), [7, 2]))  # proxyWidgets seed, steps
+    assert list(wf.subgraphs) == ["sample_and_decode"] and wf.imported.subgraphs == 1
+    first, second = wf.nodes["30"], wf.nodes["40"]
+    assert first.type == second.type == "subgraph:sample_and_decode"
+    assert first.params == {"seed": SEED, "steps": STEPS} and second.params == {"seed": 7, "steps": 2}
+    assert first.overrides == second.overrides == {}  # ComfyUI's instances share every other value
+    assert {"24.model -> 40.model", "25.latent -> 40.latent_image", "24.vae -> 40.vae", "40.IMAGE -> 41.image",
+            "30.IMAGE -> 29.image"} <= links_of(wf)
+    assert second.position == (860, 700)
+
+
+def test_a_promoted_widget_with_no_parameter_here_becomes_an_override():
+    """sampler_name goes into our scheduler with the scheduler widget: no one parameter to promote."""
+    doc = with_second_instance(raw("ui_subgraph"), [901234567, 4, "euler"])
+    doc["nodes"][-2]["properties"] = {"proxyWidgets": [["1", "seed"], ["1", "steps"], ["1", "sampler_name"]]}
     wf = from_document(doc)
-    assert {"24.model -> 40-1.model", "40-1.latent -> 40-2.latent", "24.vae -> 40-2.vae",
-            "40-2.image -> 41.image", "30-2.image -> 29.image"} <= links_of(wf)
-    assert wf.nodes["40-1"].position == (860, 700)
+    second = wf.nodes["40"]
+    assert second.type == "subgraph:sample_and_decode" and second.overrides == {"1": {"scheduler": "euler"}}
+    assert wf.subgraphs["sample_and_decode"].body.nodes["1"].params["scheduler"] == "euler_ancestral"
+    assert any(n.startswith("subgraph instance 40 (Sample and decode): its promoted widget 'sampler_name' has no "
+                            "parameter of its own here") for n in wf.imported.notes)
 
 
-def test_a_muted_subgraph_instance_mutes_its_inner_nodes():
+@pytest.mark.parametrize("mode, ours", [(2, "muted"), (4, "bypassed")])
+def test_a_muted_or_bypassed_subgraph_instance_stays_one_instance_in_that_mode(mode, ours):
     doc = raw("ui_subgraph")
     (instance,) = [n for n in doc["nodes"] if n["id"] == 30]
-    instance["mode"] = 2
-    wf = from_document(doc)
-    assert wf.nodes["30-1"].mode == wf.nodes["30-2"].mode == "muted" and wf.nodes["29"].mode == "active"
+    instance["mode"] = mode
+    wf = from_document(doc, strict=False)
+    assert wf.nodes["30"].mode == ours and wf.nodes["29"].mode == "active"
+    inner = wf.subgraphs["sample_and_decode"].body.nodes
+    assert inner["1"].mode == inner["2"].mode == "active"  # each keeps its own
 
 
 # ----- end to end on the bundled demo model ---------------------------------------------------------------
@@ -580,7 +620,7 @@ def reference_picture():
 
 
 @pytest.mark.parametrize("name, decode", [("api_txt2img", "8"), ("ui_txt2img_v04", "8"), ("ui_txt2img_v1", "15"),
-                                          ("ui_subgraph", "30-2")])
+                                          ("ui_subgraph", "30/2")])
 def test_comfyui_txt2img_draws_the_same_picture_as_ours(name, decode, reference_picture):
     wf = load(name)
     engine = nodegraph.Engine(device="cpu")  # its own: a shared cache would hand back the first file's picture
@@ -682,7 +722,7 @@ def test_a_comfyui_png_with_only_the_prompt_converts_from_it(tmp_path):
 def test_a_png_with_a_v1_subgraph_workflow(tmp_path):
     png = comfy_png(tmp_path / "sub.png", workflow=raw("ui_subgraph"))
     wf = nodegraph.load(png)
-    assert {"30-1", "30-2"} <= set(wf.nodes) and "30-2.image -> 29.image" in links_of(wf)
+    assert wf.nodes["30"].type == "subgraph:sample_and_decode" and "30.IMAGE -> 29.image" in links_of(wf)
 
 
 def test_a_png_without_any_workflow_says_so(tmp_path):

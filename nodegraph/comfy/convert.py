@@ -3,7 +3,9 @@
 Each ComfyUI node becomes one of our nodes (or two, for the few classes in ``table.BUILT``) under its
 own id, so a reader can find node 7 of the original as node 7 here. What cannot be converted stays in
 the document as a placeholder of type ``comfyui:<class>`` that keeps the original values and fails
-validation by name: nothing is silently dropped.
+validation by name: nothing is silently dropped. Subgraph instances arrive flattened (inner node 1 of
+instance 30 as ``30-1``) and are grouped back into our subgraphs at the end (``subgraphs.regroup``),
+with the maps kept here of which of our ports and parameters each ComfyUI input and widget became.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 from ..errors import NodegraphError
 from ..migrations import FORMAT, VERSION
 from .graph import CNode, ComfyGraph
-from .table import (BUILT, DISPLAY, PRIMITIVES, SAMPLER_PARTS, SEED_WIDGETS, TABLE, WIDGETS, Spec, name_widgets,
-                    scheduler_for)
+from .subgraphs import regroup
+from .table import (BUILT, BUILT_WIDGETS, DISPLAY, PRIMITIVES, SAMPLER_PARTS, SEED_WIDGETS, TABLE, WIDGETS, Spec,
+                    name_widgets, scheduler_for)
 
 PLACEHOLDER = "comfyui:"  # placeholder node types are "comfyui:<ComfyUI class>"
 VAE_SOURCES = {"CheckpointLoaderSimple": 2, "VAELoader": 0}  # where a VAE comes from, by output slot
@@ -28,17 +31,19 @@ SUFFIX_STEP = 140  # a second node made from one ComfyUI node sits this far belo
 @dataclass
 class Report:
     """What an import did: ``nodes`` ComfyUI nodes read, ``mapped`` of them converted; each unmapped one
-    with its id, class and why; ``notes`` where the conversion is close but not exact."""
+    with its id, class and why; ``notes`` where the conversion is close but not exact; ``subgraphs``
+    the subgraph definitions kept as ours."""
 
     format: str
     nodes: int = 0
     mapped: int = 0
     unmapped: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    subgraphs: int = 0  # definitions kept as our subgraphs
 
     def to_json(self, output: str | None = None) -> dict:
         return {"format": self.format, "nodes": self.nodes, "mapped": self.mapped, "unmapped": self.unmapped,
-                "notes": self.notes, "output": output}
+                "subgraphs": self.subgraphs, "notes": self.notes, "output": output}
 
 
 def convert(graph: ComfyGraph, base_dir: Path | None = None, registry=None) -> tuple[dict, Report]:
@@ -92,6 +97,10 @@ class _Converter:
         self.consumers_of: dict[str, list[list]] = {}  # node -> its outputs' consumer lists
         for (src, _slot), users in self.consumers.items():
             self.consumers_of.setdefault(src, []).append(users)
+        # what each ComfyUI node became, for grouping subgraph instances back (subgraphs.regroup):
+        self.made: dict[str, list[str]] = {}  # comfy id -> our node ids, the main one first
+        self.ports: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (comfy id, input) -> our (node, port)s
+        self.widget_params: dict[tuple[str, str], tuple[str, str]] = {}  # (comfy id, widget) -> our (node, param)
 
     # ----- the pieces a class's conversion emits --------------------------------------------------------
     def node(self, cnode: CNode, type_id: str, params: dict, suffix: str = "", row: int = 0) -> str:
@@ -106,11 +115,17 @@ class _Converter:
         if cnode.title and not suffix and cnode.title not in (cnode.class_type, DISPLAY.get(cnode.class_type)):
             entry["title"] = cnode.title
         self.nodes[node_id] = entry
+        self.made.setdefault(cnode.id, []).append(node_id)
         return node_id
 
     def feed(self, cnode: CNode, comfy_input: str, node_id: str, port: str) -> None:
+        self.ports.setdefault((cnode.id, comfy_input), []).append((node_id, port))
         if comfy_input in cnode.links:
             self.feeds.append((node_id, port, cnode.id, comfy_input))
+
+    def widget(self, cnode: CNode, widget: str, node_id: str, param: str) -> None:
+        """Note that ComfyUI widget ``widget`` of ``cnode`` became our ``node_id.param``."""
+        self.widget_params[(cnode.id, widget)] = (node_id, param)
 
     def link(self, src: str, out: str, dst: str, port: str) -> None:
         self.links.append({"from": f"{src}.{out}", "to": f"{dst}.{port}"})
@@ -139,7 +154,7 @@ class _Converter:
         doc = {"format": FORMAT, "version": VERSION,
                "metadata": {"imported_from": f"ComfyUI ({self.graph.format} format)"},
                "nodes": list(self.nodes.values()), "links": self.links, "groups": self.groups()}
-        return doc, self.report
+        return regroup(doc, self), self.report
 
     def values(self, cnode: CNode, order: tuple[str, ...]) -> dict:
         named = name_widgets(order, cnode.widgets) if cnode.widgets is not None else {}
@@ -149,7 +164,10 @@ class _Converter:
         """Emit our node(s) for one ComfyUI node; return why it cannot be converted, or None."""
         if cnode.class_type in BUILT:
             build = getattr(self, "build_" + cnode.class_type)
-            return build(cnode, self.values(cnode, WIDGETS.get(cnode.class_type, ())), notes)
+            why = build(cnode, self.values(cnode, WIDGETS.get(cnode.class_type, ())), notes)
+            for widget, param in BUILT_WIDGETS.get(cnode.class_type, {}).items() if not why else ():
+                self.widget(cnode, widget, self.made[cnode.id][0], param)
+            return why
         spec = TABLE.get(cnode.class_type)
         if spec is None:
             return "no counterpart here yet"
@@ -169,6 +187,8 @@ class _Converter:
         if spec.derive:
             params.update(spec.derive(values, notes))
         node_id = self.node(cnode, spec.type, params)
+        for name, target in spec.params.items():
+            self.widget(cnode, name, node_id, target[0] if isinstance(target, tuple) else target)
         known = set(spec.inputs) | {out[1:] for out in spec.outputs if out and out.startswith("=")}
         for comfy_input, port in spec.inputs.items():
             self.feed(cnode, comfy_input, node_id, port)
@@ -278,6 +298,7 @@ class _Converter:
         else:
             return f"a primitive of type {kind!r} has no counterpart here"
         node_id = self.node(cnode, type_id, {} if value is None else {param: value})
+        self.widget(cnode, "value", node_id, param)
         self.output(cnode, 0, node_id, out)
 
     def build_SamplerCustomAdvanced(self, cnode, values, notes):
@@ -301,6 +322,7 @@ class _Converter:
         self.feed(cnode, "latent_image", node_id, "latent")
         for part, widget, param in ((noise, "noise_seed", "seed"), (sigmas, "steps", "steps"),
                                     (sigmas, "denoise", "denoise"), (guider, "cfg", "cfg")):
+            self.widget(part, widget, node_id, param)
             if widget in part.links:
                 self.feed(part, widget, node_id, param)
                 self.linked_params.add((node_id, param))

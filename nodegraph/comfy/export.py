@@ -3,14 +3,20 @@
 The classes come from the import table read backwards (one ComfyUI class per node type, picked by the
 node's values where the import maps several onto one), so import -> export -> import gives the same
 workflow. Our Text Condition holds a positive and a negative prompt; ComfyUI encodes each prompt on its
-own, so a negative prompt becomes a second CLIP Text Encode named ``<id>-negative``.
+own, so a negative prompt becomes a second CLIP Text Encode named ``<id>-negative``. The API format has
+no subgraphs: a workflow with instances goes out flattened, as the engine runs it, each inner node under
+its path with ComfyUI's separator (``30:1``, as the frontend writes a subgraph's inner nodes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import NodegraphError
+from ..expand import flatten, has_instances
+from ..subgraph import PREFIX
+from ..workflow import Link, Workflow
 from .convert import PLACEHOLDER
 from .table import KARRAS, SAMPLERS, TABLE, Spec
 
@@ -70,11 +76,25 @@ def export_api(workflow, notes: list | None = None) -> dict[str, dict]:
     """The workflow in ComfyUI's API format (node id -> class_type, inputs, _meta). Where ComfyUI's
     class does a little less than ours (a coloured padding, the model's own scheduler), a line is
     added to ``notes``."""
-    exporter = _Exporter(workflow)
+    exporter = _Exporter(_flat(workflow))
     prompt = exporter.run()
     if notes is not None:
         notes += exporter.notes
     return prompt
+
+
+def _flat(workflow):
+    """The workflow with its subgraph instances expanded, path ids written ``30:1``; muted and bypassed
+    instances stay one node (skipped, or passed through)."""
+    if not has_instances(workflow):
+        return workflow
+    flat = flatten(workflow)
+    out = Workflow(workflow.registry)
+    out.subgraphs.update(workflow.subgraphs)  # the instances left whole keep their types
+    api = lambda node_id: node_id.replace("/", ":")  # noqa: E731
+    out.nodes = {api(k): dataclasses.replace(n, id=api(k), _digest=None) for k, n in flat.nodes.items()}
+    out.links = [Link(api(l.source), l.output, api(l.target), l.input, l.via) for l in flat.links]
+    return out
 
 
 class _Exporter:
@@ -90,8 +110,9 @@ class _Exporter:
         self.notes: list[str] = []
 
     def run(self) -> dict[str, dict]:
+        whole = lambda n: n.type.startswith(PREFIX) and n.mode != "active"  # noqa: E731  (skipped or passed)
         missing = sorted({f"{n.id} ({n.type})" for n in self.wf.nodes.values()
-                          if n.type not in SKIPPED and not n.type.startswith(PLACEHOLDER)
+                          if n.type not in SKIPPED and not n.type.startswith(PLACEHOLDER) and not whole(n)
                           and _pick(n, set()) is None})
         if missing:
             raise ExportError("no ComfyUI class for: " + ", ".join(missing))

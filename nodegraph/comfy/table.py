@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .graph import CONTROL_VALUES
+
 CONTROL = "$control"  # the seed widget's control_after_generate slot in UI files
-CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,13 @@ WIDGETS = {  # their widget orders
     "BasicScheduler": ("scheduler", "steps", "denoise"),
     "CFGGuider": ("cfg",),
     "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
+}
+BUILT_WIDGETS = {  # their widgets that each land on one parameter of the node they become (promoted widgets)
+    "EmptyLatentImage": {"width": "width", "height": "height", "batch_size": "batch_size"},
+    "EmptySD3LatentImage": {"width": "width", "height": "height", "batch_size": "batch_size"},
+    "LoadImage": {"image": "path"},
+    "LoadImageMask": {"image": "path"},
+    "ImageBlend": {"blend_factor": "factor"},
 }
 # ComfyUI's custom sampling splits a sampler into parts; SamplerCustomAdvanced's inputs -> the classes
 # that may feed each, all folded into one Sampler here
