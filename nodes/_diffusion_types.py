@@ -20,6 +20,7 @@ class DiffusionModel:
     scheduler_config: dict
     source: str
     loras: tuple[tuple[str, float], ...] = ()  # (adapter name, strength) to switch on before sampling
+    freeu: tuple[float, float, float, float] | None = None  # FreeU's (s1, s2, b1, b2), switched on before sampling
 
     @property
     def in_channels(self) -> int:

@@ -18,6 +18,7 @@ from ._diffusion_types import Latent
 from ._families import FAMILIES
 from .ip_adapter import installed
 from .lora import activate
+from .model_patches import apply_freeu
 
 SCHEDULERS = {
     "default": (None, {}),  # the scheduler the model was saved with
@@ -170,6 +171,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     extra = _step_kwargs(sched, generator)
     total = len(timesteps)
     activate(model.denoiser, model.loras)
+    apply_freeu(model.denoiser, model.freeu)
     runner = compiled(model, compile)
     controls = _prepare_controls(conditioning.controls, latent, batch, guided, device, dtype)
     with torch.inference_mode(), installed(model.denoiser, conditioning.ip_adapters, batch, guided, device,
