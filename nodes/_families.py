@@ -136,7 +136,9 @@ class StableDiffusion(Family):
         pipe = _text_pipeline(self.pipeline, te, safety_checker=None, feature_extractor=None,
                               requires_safety_checker=False)
         skip = te.options.get("clip_skip")
-        given = {"prompt_embeds": _clip_skipped(te, prompt, skip, device)} if skip else {}
+        given = {}
+        if skip:  # tokenized here, so a multi-vector embedding's token is spelled out here too, as diffusers does
+            given["prompt_embeds"] = _clip_skipped(te, pipe.maybe_convert_prompt(prompt, pipe.tokenizer), skip, device)
         positive, negative_embeds = pipe.encode_prompt(prompt if not skip else None, device, 1, True,
                                                        negative_prompt=negative or None, **given)
         return Conditioning(self.id, {"prompt_embeds": positive}, {"prompt_embeds": negative_embeds}, prompt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
+from . import embeddings
 from ._families import FAMILIES
 from .lora import activate
 
@@ -18,16 +19,24 @@ from .lora import activate
         Param("negative", T.STRING, "", hint="multiline", description="what it should not (used when CFG > 1)"),
     ],
     outputs=[Output("conditioning", T.CONDITIONING)],
+    identity=embeddings.identity,
 )
 def text_condition(ctx, text_encoder, prompt, negative):
-    """Encode a positive and a negative prompt for a Sampler."""
+    """Encode a positive and a negative prompt for a Sampler; ``embedding:name`` uses a textual-inversion
+    embedding from the embeddings folders."""
     import torch
 
+    family = FAMILIES[text_encoder.family]
+    if embeddings.names(prompt, negative):
+        if text_encoder.family not in ("sd", "sdxl"):
+            raise NodeUserError(f"embeddings (embedding:name) work with SD 1.x/2.x and SDXL text encoders, not "
+                                f"{family.title}")
+        prompt, negative = (embeddings.expand(text_encoder, p, ctx, family.pipeline) for p in (prompt, negative))
     for name, module in text_encoder.components.items():
         if name.startswith("text_encoder"):
             activate(module, text_encoder.loras)
     with torch.inference_mode():
-        return {"conditioning": FAMILIES[text_encoder.family].encode(text_encoder, prompt, negative, ctx.device)}
+        return {"conditioning": family.encode(text_encoder, prompt, negative, ctx.device)}
 
 
 @node(
