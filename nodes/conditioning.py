@@ -108,6 +108,41 @@ def combine(ctx, a, b, weight):
 
 
 @node(
+    "cond.concat",
+    title="Concatenate Conditioning",
+    category="generate/conditioning",
+    inputs=[Input("a", T.CONDITIONING), Input("b", T.CONDITIONING)],
+    outputs=[Output("conditioning", T.CONDITIONING)],
+)
+def concat(ctx, a, b):
+    """Append b's prompt tokens to a's (ComfyUI's Conditioning (Concat)): a longer prompt than the text
+    encoder's 77 tokens, or two prompts the model attends to together; a's pooled embeddings are kept."""
+    import dataclasses
+
+    import torch
+
+    if a.family != b.family:
+        raise NodeUserError(f"cannot concatenate {a.family} conditioning with {b.family} conditioning")
+    if a.family not in CONCATENABLE:
+        raise NodeUserError(f"Concatenate Conditioning works on SD 1.x/2.x, SDXL and SD3 conditioning, not "
+                            f"{FAMILIES[a.family].title}")
+
+    def joined(x: dict, y: dict) -> dict:
+        other = y["prompt_embeds"].to(x["prompt_embeds"].device, x["prompt_embeds"].dtype)
+        if other.shape[0] != x["prompt_embeds"].shape[0] or other.shape[2:] != x["prompt_embeds"].shape[2:]:
+            raise NodeUserError(f"the two conditionings cannot be joined: {tuple(x['prompt_embeds'].shape)} and "
+                                f"{tuple(other.shape)}")
+        return {**x, "prompt_embeds": torch.cat([x["prompt_embeds"], other], dim=1)}
+
+    return {"conditioning": dataclasses.replace(
+        a, positive=joined(a.positive, b.positive), negative=joined(a.negative, b.negative),
+        prompt=f"{a.prompt} {b.prompt}", controls=a.controls + b.controls, ip_adapters=a.ip_adapters + b.ip_adapters)}
+
+
+CONCATENABLE = ("sd", "sdxl", "sd3")  # families whose denoiser takes a prompt of any length in prompt_embeds
+
+
+@node(
     "cond.guidance",
     title="Flux Guidance",
     category="generate/conditioning",
