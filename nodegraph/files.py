@@ -66,6 +66,21 @@ def write_new_file(folder: Path, name_for: Callable[[int], str], write: Callable
         _remove_quietly(tmp)
 
 
+def move_to_new_folder(source: Path, folder: Path, name_for: Callable[[int], str]) -> Path:
+    """Move the finished folder ``source`` to the first free name ``name_for(1)``, ``name_for(2)``, ... in
+    ``folder`` (on the same file system: one rename, so nobody sees a half-written folder there)."""
+    number = _first_free(folder, name_for)
+    while True:
+        final = folder / name_for(number)
+        try:
+            os.mkdir(final)  # claims the number; the rename then replaces the empty folder in one step
+        except FileExistsError:
+            number += 1
+            continue
+        os.rename(source, final)
+        return final
+
+
 def _first_free(folder: Path, name_for: Callable[[int], str]) -> int:
     """Skip past existing numbers quickly (binary search over the numbering), then probe."""
     if not (folder / name_for(1)).exists():
