@@ -20,6 +20,7 @@ class PortType(str, enum.Enum):
     CONTROLNET = "CONTROLNET"
     EMBEDDING = "EMBEDDING"
     IMAGE_ENCODER = "IMAGE_ENCODER"  # a loaded CLIP / SigLIP / DINOv2 image encoder (analyze stage, IP-Adapter)
+    DEPTH_MODEL = "DEPTH_MODEL"  # a loaded depth estimator (Depth Anything, DPT) and its image processor
     INT = "INT"
     FLOAT = "FLOAT"
     STRING = "STRING"

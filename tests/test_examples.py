@@ -30,6 +30,7 @@ BUILDERS = {
     "demo-sana": tiny_models.sana_pipeline,
     "demo-controlnet-canny": tiny_models.controlnet,
     "demo-clip": tiny_models.clip_image_encoder,
+    "demo-depth": tiny_models.depth_anything,
 }
 
 

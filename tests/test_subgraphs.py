@@ -324,3 +324,11 @@ def test_an_instances_own_value_wins_over_the_definitions_for_a_nested_node(wf, 
     result = engine.run(wf)
     assert result.outputs["out"]["value"] == 5 + 9 + 10
     assert result.reasons["outer/inner/a1"] == "parameter 'k' changed (4 -> 9)"
+
+
+def test_the_schema_knows_every_port_type_a_subgraph_slot_may_have():
+    from nodegraph.schema import workflow_schema_path
+
+    sub = json.loads(workflow_schema_path().read_text())["$defs"]["subgraph"]["properties"]
+    for side in ("inputs", "outputs"):
+        assert sub[side]["items"]["properties"]["type"]["enum"] == [t.value for t in nodegraph.PortType]

@@ -328,3 +328,19 @@ def ip_adapter(path: Path, unet, image_embed_dim: int = 16, seed: int = 0) -> Pa
         key_id += 2
     save_file(state, str(path))
     return path
+
+
+def depth_anything(folder: Path, seed: int = 0) -> Path:
+    """A tiny Depth Anything folder (a 4-layer DINOv2 backbone) with the DPT image processor it ships with."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
+                            image_size=56, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8, patch_size=14)
+    torch.manual_seed(seed)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder, safe_serialization=True)
+    DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                      do_pad=False).save_pretrained(folder)
+    return folder
