@@ -95,6 +95,15 @@ class Subgraph:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
+    def copy_into(self, owner: "Workflow") -> "Subgraph":
+        """A copy of this definition for the workflow ``owner`` (its body's nodes and interface copied)."""
+        import copy
+
+        body = type(self.body)(owner=owner)
+        self.body._copy_graph_into(body)
+        return Subgraph(self.id, self.title, body, self.version, self.description, self.category,
+                        copy.deepcopy(self.inputs), copy.deepcopy(self.outputs), copy.deepcopy(self.params))
+
     def slot(self, name: str):
         return next((s for s in (*self.inputs, *self.outputs, *self.params) if s.name == name), None)
 

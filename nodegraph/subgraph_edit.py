@@ -8,7 +8,6 @@ outermost workflow.
 
 from __future__ import annotations
 
-import copy
 import re
 
 from .errors import NodegraphError
@@ -428,11 +427,7 @@ def carry_definitions(source: Workflow, target: Workflow, sub_ids) -> list[str]:
     copied = []
     for sub in definitions_inside_out(source.subgraphs):
         if sub.id in needed and sub.id not in target.subgraphs:
-            body = Workflow(owner=target)
-            sub.body._copy_graph_into(body)
-            target.subgraphs[sub.id] = Subgraph(sub.id, sub.title, body, sub.version, sub.description, sub.category,
-                                                copy.deepcopy(sub.inputs), copy.deepcopy(sub.outputs),
-                                                copy.deepcopy(sub.params))
+            target.subgraphs[sub.id] = sub.copy_into(target)
             copied.append(sub.id)
     if copied:
         target._touch()

@@ -121,10 +121,7 @@ class Workflow:
         other = Workflow(self.registry)
         self._copy_graph_into(other)
         for sub_id, sub in self.subgraphs.items():
-            body = Workflow(owner=other)
-            sub.body._copy_graph_into(body)
-            other.subgraphs[sub_id] = dataclasses.replace(copy.deepcopy(dataclasses.replace(sub, body=None)),
-                                                          body=body, _type=None)
+            other.subgraphs[sub_id] = sub.copy_into(other)
         other.metadata = copy.deepcopy(self.metadata)
         other.base_dir = self.base_dir
         return other
