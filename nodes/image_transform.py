@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageColor, ImageOps
@@ -80,14 +81,17 @@ def crop(ctx, image, x, y, width, height):
 )
 def resize(ctx, image, width, height, mode, resample):
     """Scale the picture to a size: stretched, fitted inside it, or filling it with a centre crop."""
-    method = RESAMPLE[resample]
+    return {"image": map_pil(image, resizer(mode, width, height, RESAMPLE[resample]))}
+
+
+def resizer(mode: str, width: int, height: int, method) -> Callable[[Image.Image], Image.Image]:
+    """The Pillow function bringing a picture to ``width`` x ``height``: ``exact`` stretches it, ``fit`` keeps
+    its aspect inside the box, ``fill`` covers the box and crops the centre. Resize and Image Batch share it."""
     if mode == "exact":
-        fn = lambda im: im.resize((width, height), method)  # noqa: E731
-    elif mode == "fit":
-        fn = lambda im: ImageOps.contain(im, (width, height), method)  # noqa: E731
-    else:
-        fn = lambda im: ImageOps.fit(im, (width, height), method, centering=(0.5, 0.5))  # noqa: E731
-    return {"image": map_pil(image, fn)}
+        return lambda im: im.resize((width, height), method)
+    if mode == "fit":
+        return lambda im: ImageOps.contain(im, (width, height), method)
+    return lambda im: ImageOps.fit(im, (width, height), method, centering=(0.5, 0.5))
 
 
 @node(

@@ -10,6 +10,12 @@ from nodegraph import Output, Param, PortType as T, node
 from nodegraph.node import SEED_MAX
 
 BIG = 2**53  # the largest integer a JSON reader in any language keeps exactly
+NUMBER = 1e12  # the Float node's range, shared by other nodes' free number parameters
+
+
+def numbers(*names: str, description: str = "") -> list[Param]:
+    """FLOAT parameters (default 0) with the Float node's range, such as the a, b, c of Math and Format Text."""
+    return [Param(name, T.FLOAT, 0.0, min=-NUMBER, max=NUMBER, description=description) for name in names]
 
 
 @node("value.int", title="Integer", category="values", params=[Param("value", T.INT, 0, min=-BIG, max=BIG)],
@@ -19,7 +25,7 @@ def integer(ctx, value):
     return {"value": value}
 
 
-@node("value.float", title="Float", category="values", params=[Param("value", T.FLOAT, 0.0, min=-1e12, max=1e12)],
+@node("value.float", title="Float", category="values", params=[Param("value", T.FLOAT, 0.0, min=-NUMBER, max=NUMBER)],
       outputs=[Output("value", T.FLOAT)])
 def floating(ctx, value):
     """A decimal number."""

@@ -289,6 +289,13 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "135": ("VAEEncodeTiled", "vae.encode", {"tiled": True, "tile_size": 512}),
     "136": ("ConditioningAverage", "cond.combine", {"weight": 0.25}),
     "137": ("PreviewImage", "image.preview", {}),
+    "140": ("GetImageSize", "image.size", {}),
+    "141": ("ImageBatch", "image.batch", {"resize": "fill"}),
+    "142": ("ImageFromBatch", "image.select", {"index": 1, "length": 1}),
+    "143": ("StringConcatenate", "string.concat", {"a": "sketches", "b": "second", "separator": "/"}),
+    "144": ("StringReplace", "string.replace", {"find": "second", "replace": "portrait", "regex": False}),
+    "145": ("ImageCrop", "image.crop", {"x": 0, "y": 0}),
+    "146": ("SaveImage", "image.save", {}),
 }
 
 
@@ -339,6 +346,10 @@ def test_every_class_links(every):
         "108.conditioning -> 109.negative",
         # an Empty Latent's VAE is the one that decodes what grows from it
         "1.vae -> 7.vae", "82.vae -> 89.vae", "106.vae -> 107.vae",
+        # utilities: batch two pictures, take the second, crop it to the first's size, name the file from text
+        "131.image -> 140.image", "131.image -> 141.image_a", "20.image -> 141.image_b", "141.image -> 142.image",
+        "143.text -> 144.text", "140.width -> 145.width", "140.height -> 145.height", "142.image -> 145.image",
+        "144.text -> 146.filename_prefix", "145.image -> 146.image",
     }
     assert expected <= links, expected - links
 
@@ -658,7 +669,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "98 of 100 ComfyUI nodes converted" in done.stderr
+    assert "105 of 107 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 120 (UpscaleModelLoader)" in done.stderr
     assert "not converted: node 121 (ImageUpscaleWithModel)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all

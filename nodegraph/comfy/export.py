@@ -230,6 +230,11 @@ class _Exporter:
                                       f"{side} 0 (the picture's aspect, the other side as given)")
         elif cls in ("LatentUpscale",):
             inputs["crop"] = "disabled"
+        elif cls == "ImageBatch" and p["resize"] != "fill":
+            self.notes.append(f"{node.id}: ComfyUI's Image Batch fits a second picture of another size by a centre "
+                              f"crop, not {p['resize']!r}")
+        elif cls == "StringReplace" and p["regex"]:
+            raise ExportError(f"{node.id}: ComfyUI's StringReplace replaces plain text, not a regular expression")
 
     # ----- the classes that are more than a table row ------------------------------------------------------
     def export_CLIPTextEncode(self, node, links) -> None:

@@ -194,6 +194,12 @@ def _feather(values: dict, notes: list) -> dict:
     return {"radius": float(max(sides))}
 
 
+def _batch_notes(values: dict, notes: list) -> dict:
+    notes.append("Image Batch: a second picture of another size is fitted (centre crop) with Lanczos here, "
+                 "with bilinear in ComfyUI")
+    return {}
+
+
 def _image_scale(values: dict, notes: list) -> dict:
     """A side of 0 keeps the aspect: fit inside the other side and the largest width (or height) allowed."""
     width, height = int(values.get("width", 512)), int(values.get("height", 512))
@@ -293,6 +299,11 @@ TABLE: dict[str, Spec] = {
                          derive=_sharpen, outputs=("image",)),
     "ImageCrop": Spec("image.crop", ("width", "height", "x", "y"), inputs={"image": "image"},
                       params={"width": "width", "height": "height", "x": "x", "y": "y"}, outputs=("image",)),
+    "GetImageSize": Spec("image.size", inputs={"image": "image"}, outputs=("width", "height", "batch")),
+    "ImageBatch": Spec("image.batch", inputs={"image1": "image_a", "image2": "image_b"}, fixed={"resize": "fill"},
+                       derive=_batch_notes, outputs=("image",)),
+    "ImageFromBatch": Spec("image.select", ("batch_index", "length"), inputs={"image": "image"},
+                           params={"batch_index": "index", "length": "length"}, outputs=("image",)),
     "ImagePadForOutpaint": Spec("image.pad", ("left", "top", "right", "bottom", "feathering"),
                                 inputs={"image": "image"},
                                 params={"left": "left", "top": "top", "right": "right", "bottom": "bottom",
@@ -320,6 +331,11 @@ TABLE: dict[str, Spec] = {
     "PrimitiveString": Spec("value.string", ("value",), params={"value": "value"}, outputs=("value",)),
     "PrimitiveStringMultiline": Spec("value.string", ("value",), params={"value": "value"}, outputs=("value",)),
     "PrimitiveBoolean": Spec("value.bool", ("value",), params={"value": "value"}, outputs=("value",)),
+    "StringConcatenate": Spec("string.concat", ("string_a", "string_b", "delimiter"),
+                              params={"string_a": "a", "string_b": "b", "delimiter": "separator"}, outputs=("text",)),
+    "StringReplace": Spec("string.replace", ("string", "find", "replace"),
+                          params={"string": "text", "find": "find", "replace": "replace"}, fixed={"regex": False},
+                          outputs=("text",)),
     "ModelSamplingSD3": Spec("model.shift", ("shift",), inputs={"model": "model"}, params={"shift": "shift"},
                              outputs=("model",)),
     "ModelSamplingAuraFlow": Spec("model.shift", ("shift",), inputs={"model": "model"}, params={"shift": "shift"},
