@@ -213,7 +213,7 @@ def _inner_ramp(w, h, left, top, right, bottom, feather) -> np.ndarray:
     "image.grid",
     title="Image Grid",
     category="image/transform",
-    inputs=[Input("image", T.IMAGE, "a batch of pictures")],
+    inputs=[Input("image", T.IMAGE, description="a batch of pictures")],
     outputs=[Output("image", T.IMAGE, "one picture holding the whole batch")],
     params=[
         Param("columns", T.INT, 0, min=0, max=256, description="pictures per row; 0: as square as the batch allows"),
