@@ -20,6 +20,7 @@ class PortType(str, enum.Enum):
     CONTROLNET = "CONTROLNET"
     EMBEDDING = "EMBEDDING"
     IMAGE_ENCODER = "IMAGE_ENCODER"  # a loaded CLIP / SigLIP / DINOv2 image encoder (analyze stage, IP-Adapter)
+    UPSCALE_MODEL = "UPSCALE_MODEL"  # a loaded super-resolution / restoration model (ESRGAN, SwinIR, ... via spandrel)
     INT = "INT"
     FLOAT = "FLOAT"
     STRING = "STRING"
