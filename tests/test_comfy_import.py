@@ -92,7 +92,7 @@ def test_each_file_converts_and_saves_canonically(name, tmp_path):
     assert report is not None and report.format == ("api" if name.startswith("api") else "ui")
     unmapped = {(u["id"], u["class_type"]) for u in report.unmapped}
     if name == "api_every_class":
-        assert unmapped == {("120", "UpscaleModelLoader"), ("121", "ImageUpscaleWithModel")}
+        assert unmapped == {("140", "LoadAudio"), ("141", "SaveAudio"), ("142", "SaveAnimatedWEBP")}
     else:
         assert unmapped == set() and wf.problems == []
     assert report.mapped == report.nodes - len(unmapped)
@@ -117,17 +117,17 @@ def test_the_fixtures_use_every_class_the_table_maps():
 
 def test_unmapped_nodes_stay_as_placeholders_that_fail_validation_by_name():
     wf = load("api_every_class", strict=False)
-    for node_id, cls in (("120", "UpscaleModelLoader"), ("121", "ImageUpscaleWithModel")):
+    for node_id, cls in (("140", "LoadAudio"), ("141", "SaveAudio"), ("142", "SaveAnimatedWEBP")):
         node = wf.nodes[node_id]
         assert node.type == f"comfyui:{cls}" and node.params["why"] == "no counterpart here yet"
         (problem,) = [p for p in wf.problems if p.node == node_id]
         assert f"ComfyUI node {cls!r} was not converted" in problem.message
-    assert wf.nodes["120"].params["inputs"] == {"model_name": "4x-UltraSharp.pth"}
-    assert {"120.output_0 -> 121.upscale_model", "11.image -> 121.image", "121.output_0 -> 122.image"} <= links_of(wf)
-    assert {p.node for p in wf.problems} == {"120", "121"}  # nothing else in the file is wrong
+    assert wf.nodes["140"].params["inputs"] == {"audio": "narration.wav"}
+    assert {"140.output_0 -> 141.audio", "121.image -> 142.images"} <= links_of(wf)
+    assert {p.node for p in wf.problems} == {"140", "141", "142"}  # nothing else in the file is wrong
     with pytest.raises(nodegraph.WorkflowInvalid) as e:
         load("api_every_class")
-    assert {p.node for p in e.value.problems} == {"120", "121"}
+    assert {p.node for p in e.value.problems} == {"140", "141", "142"}
 
 
 def test_a_document_with_placeholders_matches_the_schema():
@@ -278,8 +278,8 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "110": ("VAEDecode", "vae.decode", {}),
     "111": ("PreviewImage", "image.preview", {}),
     "112": ("PrimitiveBoolean", "value.bool", {"value": True}),
-    "120": ("UpscaleModelLoader", "comfyui:UpscaleModelLoader", {}),
-    "121": ("ImageUpscaleWithModel", "comfyui:ImageUpscaleWithModel", {}),
+    "120": ("UpscaleModelLoader", "model.upscale", {"model": "4x-UltraSharp.pth", "dtype": "auto"}),
+    "121": ("ImageUpscaleWithModel", "image.upscale_model", {"tile": 512, "overlap": 32}),
     "122": ("SaveImage", "image.save", {"filename_prefix": "hires/lighthouse-4x"}),
     "130": ("CheckpointLoader", "model.checkpoint", {"model": "dreamshaper_8.safetensors"}),
     "131": ("LoadImage", "image.load", {"path": "sketch.png"}),
@@ -289,6 +289,9 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "135": ("VAEEncodeTiled", "vae.encode", {"tiled": True, "tile_size": 512}),
     "136": ("ConditioningAverage", "cond.combine", {"weight": 0.25}),
     "137": ("PreviewImage", "image.preview", {}),
+    "140": ("LoadAudio", "comfyui:LoadAudio", {}),
+    "141": ("SaveAudio", "comfyui:SaveAudio", {}),
+    "142": ("SaveAnimatedWEBP", "comfyui:SaveAnimatedWEBP", {}),
 }
 
 
@@ -339,6 +342,8 @@ def test_every_class_links(every):
         "108.conditioning -> 109.negative",
         # an Empty Latent's VAE is the one that decodes what grows from it
         "1.vae -> 7.vae", "82.vae -> 89.vae", "106.vae -> 107.vae",
+        # the decoded hires picture through an upscale model
+        "120.upscale_model -> 121.upscale_model", "11.image -> 121.image", "121.image -> 122.image",
     }
     assert expected <= links, expected - links
 
@@ -618,15 +623,15 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "98 of 100 ComfyUI nodes converted" in done.stderr
-    assert "not converted: node 120 (UpscaleModelLoader)" in done.stderr
-    assert "not converted: node 121 (ImageUpscaleWithModel)" in done.stderr
+    assert "100 of 103 ComfyUI nodes converted" in done.stderr
+    assert "not converted: node 140 (LoadAudio)" in done.stderr
+    assert "not converted: node 142 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--json")
     assert done.returncode == 0
     report = json.loads(done.stdout)
-    assert [(u["id"], u["class_type"]) for u in report["unmapped"]] == [("120", "UpscaleModelLoader"),
-                                                                        ("121", "ImageUpscaleWithModel")]
+    assert [(u["id"], u["class_type"]) for u in report["unmapped"]] == [
+        ("140", "LoadAudio"), ("141", "SaveAudio"), ("142", "SaveAnimatedWEBP")]
     assert cli("import", FILES / "api_txt2img.json", "-o", tmp_path / "t.json", "--strict").returncode == 0
 
 
@@ -637,9 +642,9 @@ def test_cli_validate_reads_comfyui_files(tmp_path):
     done = cli("validate", FILES / "api_every_class.json", "--json")
     assert done.returncode == 1
     problems = json.loads(done.stdout)["problems"]
-    by_node = {p["node"]: p["message"] for p in problems if p["node"] in ("120", "121")}
-    assert "'UpscaleModelLoader' was not converted" in by_node["120"]
-    assert "'ImageUpscaleWithModel' was not converted" in by_node["121"]
+    by_node = {p["node"]: p["message"] for p in problems if p["node"] in ("140", "141")}
+    assert "'LoadAudio' was not converted" in by_node["140"]
+    assert "'SaveAudio' was not converted" in by_node["141"]
 
 
 def test_cli_runs_a_comfyui_api_file(tmp_path):

@@ -317,10 +317,38 @@ def test_a_missing_model_says_where_it_looked():
     assert "node 'loader'" in message and "'nowhere-x4.pth' not found" in message
 
 
-# ----- the port type -------------------------------------------------------------------------------------
+# ----- the port type and ComfyUI's classes ---------------------------------------------------------------
 
 def test_the_port_type_is_in_the_workflow_schema():
     from nodegraph.schema import workflow_schema_path
 
     assert workflow_schema_path().read_text().count('"UPSCALE_MODEL"') == 2  # subgraph inputs and outputs
     assert nodegraph.REGISTRY.get("model.upscale").param("model").kind == "upscale_models"
+
+
+def test_comfyuis_upscale_nodes_convert_and_run(tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = tmp_path / "ComfyUI"
+    root.mkdir()
+    (root / "main.py").write_text("")
+    save("demo-esrgan-x2.safetensors", root / "models" / "upscale_models")
+    monkeypatch.setenv("NODEGRAPH_COMFYUI", str(root))
+    monkeypatch.setenv("NODEGRAPH_MODEL_PATHS", str(tmp_path / "no-models"))
+    Image.open(os.path.join(REPO, "workflows", "assets", "sample.png")).save(tmp_path / "sample.png")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "sample.png"}},
+        "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "demo-esrgan-x2.safetensors"}},
+        "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"filename_prefix": "up", "images": ["3", 0]}},
+    }
+    (tmp_path / "api.json").write_text(json.dumps(prompt))
+    wf = nodegraph.load(tmp_path / "api.json")
+    assert wf.imported.unmapped == [] and wf.problems == []
+    assert (wf.nodes["2"].type, wf.nodes["2"].params["model"]) == ("model.upscale", "demo-esrgan-x2.safetensors")
+    assert wf.nodes["3"].type == "image.upscale_model"
+    assert (wf.nodes["3"].params["tile"], wf.nodes["3"].params["overlap"]) == (512, 32)  # ComfyUI's fixed tiling
+    result = nodegraph.Engine(device="cpu").run(wf, output_dir=tmp_path / "out")
+    [saved] = result.files
+    with Image.open(saved) as up, Image.open(tmp_path / "sample.png") as original:
+        assert up.size == (original.width * 2, original.height * 2)

@@ -209,6 +209,11 @@ class _Exporter:
                                       f"{side} 0 (the picture's aspect, the other side as given)")
         elif cls in ("LatentUpscale",):
             inputs["crop"] = "disabled"
+        elif cls == "ImageUpscaleWithModel" and (p["tile"], p["overlap"]) != (512, 32):
+            self.notes.append(f"{node.id}: ComfyUI tiles by 512 pixels overlapping by 32, not by {p['tile']} and "
+                              f"{p['overlap']}")
+        elif cls == "UpscaleModelLoader" and p["dtype"] != "auto":
+            self.notes.append(f"{node.id}: ComfyUI picks the upscale model's dtype itself, not {p['dtype']}")
 
     # ----- the classes that are more than a table row ------------------------------------------------------
     def export_CLIPTextEncode(self, node, links) -> None:
