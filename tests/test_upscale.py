@@ -352,3 +352,22 @@ def test_comfyuis_upscale_nodes_convert_and_run(tmp_path, monkeypatch):
     [saved] = result.files
     with Image.open(saved) as up, Image.open(tmp_path / "sample.png") as original:
         assert up.size == (original.width * 2, original.height * 2)
+
+
+def test_the_example_exports_to_comfyuis_classes_and_says_what_comfyui_cannot_keep(tmp_path):
+    from nodegraph import comfy
+
+    ours = nodegraph.load(os.path.join(REPO, "workflows", "upscale.json"))
+    notes = []
+    prompt = comfy.export_api(ours, notes)
+    assert prompt["upscaler"]["class_type"] == "UpscaleModelLoader"
+    assert prompt["upscaler"]["inputs"] == {"model_name": "demo-esrgan-x2.safetensors"}
+    assert prompt["upscale"]["class_type"] == "ImageUpscaleWithModel"
+    assert prompt["upscale"]["inputs"] == {"upscale_model": ["upscaler", 0], "image": ["load", 0]}
+    assert notes == ["upscale: ComfyUI tiles by 512 pixels overlapping by 32, not by 256 and 32"]
+    ours.set_param("upscale", "tile", 512)
+    back = tmp_path / "back.json"
+    back.write_text(json.dumps(comfy.export_api(ours)))
+    again = nodegraph.load(back, strict=False)
+    assert (again.nodes["upscale"].type, again.nodes["upscale"].params) == ("image.upscale_model",
+                                                                           {"tile": 512, "overlap": 32})
