@@ -20,6 +20,9 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2")
 class Kind:
     folders: tuple[str, ...]  # under ComfyUI/models/, in ComfyUI's search order
     suffixes: tuple[str, ...] = SAFE_SUFFIXES + PICKLE_SUFFIXES  # the files ComfyUI's pickers show
+    #: pickle formats this kind's loader opens anyway, only through ``torch.load(weights_only=True)`` (which
+    #: builds tensors and plain containers and refuses anything else): upscale models mostly ship as .pth
+    weights_only: tuple[str, ...] = ()
 
 
 KINDS: dict[str, Kind] = {
@@ -30,7 +33,7 @@ KINDS: dict[str, Kind] = {
     "loras": Kind(("loras",)),
     "controlnet": Kind(("controlnet", "t2i_adapter")),
     "embeddings": Kind(("embeddings",)),
-    "upscale_models": Kind(("upscale_models",)),
+    "upscale_models": Kind(("upscale_models",), weights_only=(".pth", ".pt")),
     "clip_vision": Kind(("clip_vision",)),
     "ipadapter": Kind(("ipadapter",)),  # ComfyUI_IPAdapter_plus registers this one
 }

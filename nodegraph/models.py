@@ -3,7 +3,8 @@
 A parameter declared with ``hint="model"`` names a model: a path (relative to the workflow file), a name
 in the configured model folders, a ComfyUI name in the folders of the parameter's ``kind`` (from a ComfyUI
 install and its extra_model_paths.yaml: see ``comfyui_paths``), or ``hf:org/name`` in the local Hugging
-Face cache. A lone pickle file (.ckpt, .pt, ...) is refused, never opened: loading one can run code.
+Face cache. A lone pickle file (.ckpt, .pt, ...) is refused, never opened: loading one can run code (a kind
+whose loader reads such files only with ``torch.load(weights_only=True)`` says so in ``model_kinds``).
 ``record`` stores, for each such parameter, the model's name, size and sha256 in the workflow's metadata;
 ``check`` says which models are missing and, for a renamed or moved file, finds it in the model folders
 by its hash. Hashes are computed once per file and remembered by path, size and modification time.
@@ -51,26 +52,31 @@ def resolve(ref: str, base_dir: Path | None = None, kind: str | None = None) -> 
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     if path.exists():
-        return _openable(path)
+        return _openable(path, kind)
     searched = model_folders()
     for folder in searched:
         if (folder / ref).exists():
-            return _openable(folder / ref)
+            return _openable(folder / ref, kind)
     where = ", ".join(str(f) for f in searched) or "no model folders configured"
     comfy = comfyui_paths.folders_of(kind) if kind else []
     name = comfyui_paths.comfy_name(ref)
     for folder in comfy if name is not None else ():
         if (folder / name).exists():
-            return _openable(folder / name)
+            return _openable(folder / name, kind)
     if comfy:
         where += f"; ComfyUI {canonical(kind)} folders: " + ", ".join(str(f) for f in comfy)
     raise ModelNotFound(f"model {ref!r} not found (looked at {path} and in: {where})")
 
 
-def _openable(path: Path) -> Path:
+def _openable(path: Path, kind: str | None = None) -> Path:
     """``path``, unless it is a lone pickle file: those can run code when loaded, so they are never opened.
-    (A diffusers folder holding .bin files is fine: diffusers reads those with weights_only.)"""
-    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+    (A diffusers folder holding .bin files is fine: diffusers reads those with weights_only, and so does the
+    loader of a kind that lists the suffix in its ``weights_only``.)"""
+    suffix = path.suffix.lower()
+    kind_info = KINDS.get(canonical(kind)) if kind else None
+    if kind_info is not None and suffix in kind_info.weights_only:
+        return path
+    if path.is_file() and suffix in PICKLE_SUFFIXES:
         raise ModelRefused(
             f"{path}: model files are read only as .safetensors; {path.suffix} files are pickles, which can "
             "run code when opened, so this one is not opened: convert it to .safetensors (for example with "

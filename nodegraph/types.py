@@ -21,6 +21,7 @@ class PortType(str, enum.Enum):
     EMBEDDING = "EMBEDDING"
     IMAGE_ENCODER = "IMAGE_ENCODER"  # a loaded CLIP / SigLIP / DINOv2 image encoder (analyze stage, IP-Adapter)
     DEPTH_MODEL = "DEPTH_MODEL"  # a loaded depth estimator (Depth Anything, DPT) and its image processor
+    UPSCALE_MODEL = "UPSCALE_MODEL"  # a loaded super-resolution / restoration model (ESRGAN, SwinIR, ... via spandrel)
     INT = "INT"
     FLOAT = "FLOAT"
     STRING = "STRING"

@@ -14,9 +14,15 @@ from nodegraph import NodeUserError, models
 
 def resolve(ref: str, ctx, kind: str | None = None) -> Path:
     """A model reference -> a local path: ``hf:org/name``, a path (relative to the workflow), or a name
-    (ComfyUI names too, given the parameter's ``kind``). Every loader calls this just before loading, so
-    it also quiets the libraries' loading bars."""
+    (ComfyUI names too, given the parameter's ``kind``). Every diffusers or transformers loader calls this
+    just before loading, so it also quiets those libraries' loading bars."""
     _quiet_loading_bars()
+    return find(ref, ctx, kind)
+
+
+def find(ref: str, ctx, kind: str | None = None) -> Path:
+    """:func:`resolve` without touching diffusers or transformers, for fingerprints and for loaders that use
+    neither library (importing them costs seconds)."""
     try:
         return models.resolve(ref, ctx.input_path("."), kind)
     except models.ModelNotFound as e:
@@ -38,7 +44,7 @@ def _quiet_loading_bars() -> None:
 def identity(ref: str, ctx, kind: str | None = None) -> dict:
     """What makes a loaded model the same model: each weight file's path, size and modification time."""
     try:
-        path = resolve(ref, ctx, kind)
+        path = find(ref, ctx, kind)
     except NodeUserError as e:
         return {"ref": ref, "missing": str(e)}
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -92,7 +92,7 @@ def test_each_file_converts_and_saves_canonically(name, tmp_path):
     assert report is not None and report.format == ("api" if name.startswith("api") else "ui")
     unmapped = {(u["id"], u["class_type"]) for u in report.unmapped}
     if name == "api_every_class":
-        assert unmapped == {("120", "UpscaleModelLoader"), ("121", "ImageUpscaleWithModel")}
+        assert unmapped == {("150", "LoadAudio"), ("151", "SaveAudio"), ("152", "SaveAnimatedWEBP")}
     else:
         assert unmapped == set() and wf.problems == []
     assert report.mapped == report.nodes - len(unmapped)
@@ -117,17 +117,17 @@ def test_the_fixtures_use_every_class_the_table_maps():
 
 def test_unmapped_nodes_stay_as_placeholders_that_fail_validation_by_name():
     wf = load("api_every_class", strict=False)
-    for node_id, cls in (("120", "UpscaleModelLoader"), ("121", "ImageUpscaleWithModel")):
+    for node_id, cls in (("150", "LoadAudio"), ("151", "SaveAudio"), ("152", "SaveAnimatedWEBP")):
         node = wf.nodes[node_id]
         assert node.type == f"comfyui:{cls}" and node.params["why"] == "no counterpart here yet"
         (problem,) = [p for p in wf.problems if p.node == node_id]
         assert f"ComfyUI node {cls!r} was not converted" in problem.message
-    assert wf.nodes["120"].params["inputs"] == {"model_name": "4x-UltraSharp.pth"}
-    assert {"120.output_0 -> 121.upscale_model", "11.image -> 121.image", "121.output_0 -> 122.image"} <= links_of(wf)
-    assert {p.node for p in wf.problems} == {"120", "121"}  # nothing else in the file is wrong
+    assert wf.nodes["150"].params["inputs"] == {"audio": "narration.wav"}
+    assert {"150.output_0 -> 151.audio", "121.image -> 152.images"} <= links_of(wf)
+    assert {p.node for p in wf.problems} == {"150", "151", "152"}  # nothing else in the file is wrong
     with pytest.raises(nodegraph.WorkflowInvalid) as e:
         load("api_every_class")
-    assert {p.node for p in e.value.problems} == {"120", "121"}
+    assert {p.node for p in e.value.problems} == {"150", "151", "152"}
 
 
 def test_a_document_with_placeholders_matches_the_schema():
@@ -278,8 +278,8 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "110": ("VAEDecode", "vae.decode", {}),
     "111": ("PreviewImage", "image.preview", {}),
     "112": ("PrimitiveBoolean", "value.bool", {"value": True}),
-    "120": ("UpscaleModelLoader", "comfyui:UpscaleModelLoader", {}),
-    "121": ("ImageUpscaleWithModel", "comfyui:ImageUpscaleWithModel", {}),
+    "120": ("UpscaleModelLoader", "model.upscale", {"model": "4x-UltraSharp.pth", "dtype": "auto"}),
+    "121": ("ImageUpscaleWithModel", "image.upscale_model", {"tile": 512, "overlap": 32}),
     "122": ("SaveImage", "image.save", {"filename_prefix": "hires/lighthouse-4x"}),
     "130": ("CheckpointLoader", "model.checkpoint", {"model": "dreamshaper_8.safetensors"}),
     "131": ("LoadImage", "image.load", {"path": "sketch.png"}),
@@ -296,6 +296,9 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "144": ("StringReplace", "string.replace", {"find": "second", "replace": "portrait", "regex": False}),
     "145": ("ImageCrop", "image.crop", {"x": 0, "y": 0}),
     "146": ("SaveImage", "image.save", {}),
+    "150": ("LoadAudio", "comfyui:LoadAudio", {}),
+    "151": ("SaveAudio", "comfyui:SaveAudio", {}),
+    "152": ("SaveAnimatedWEBP", "comfyui:SaveAnimatedWEBP", {}),
 }
 
 
@@ -350,6 +353,8 @@ def test_every_class_links(every):
         "131.image -> 140.image", "131.image -> 141.image_a", "20.image -> 141.image_b", "141.image -> 142.image",
         "143.text -> 144.text", "140.width -> 145.width", "140.height -> 145.height", "142.image -> 145.image",
         "144.text -> 146.filename_prefix", "145.image -> 146.image",
+        # the decoded hires picture through an upscale model
+        "120.upscale_model -> 121.upscale_model", "11.image -> 121.image", "121.image -> 122.image",
     }
     assert expected <= links, expected - links
 
@@ -669,15 +674,15 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "105 of 107 ComfyUI nodes converted" in done.stderr
-    assert "not converted: node 120 (UpscaleModelLoader)" in done.stderr
-    assert "not converted: node 121 (ImageUpscaleWithModel)" in done.stderr
+    assert "107 of 110 ComfyUI nodes converted" in done.stderr
+    assert "not converted: node 150 (LoadAudio)" in done.stderr
+    assert "not converted: node 152 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--json")
     assert done.returncode == 0
     report = json.loads(done.stdout)
-    assert [(u["id"], u["class_type"]) for u in report["unmapped"]] == [("120", "UpscaleModelLoader"),
-                                                                        ("121", "ImageUpscaleWithModel")]
+    assert [(u["id"], u["class_type"]) for u in report["unmapped"]] == [
+        ("150", "LoadAudio"), ("151", "SaveAudio"), ("152", "SaveAnimatedWEBP")]
     assert cli("import", FILES / "api_txt2img.json", "-o", tmp_path / "t.json", "--strict").returncode == 0
 
 
@@ -688,9 +693,9 @@ def test_cli_validate_reads_comfyui_files(tmp_path):
     done = cli("validate", FILES / "api_every_class.json", "--json")
     assert done.returncode == 1
     problems = json.loads(done.stdout)["problems"]
-    by_node = {p["node"]: p["message"] for p in problems if p["node"] in ("120", "121")}
-    assert "'UpscaleModelLoader' was not converted" in by_node["120"]
-    assert "'ImageUpscaleWithModel' was not converted" in by_node["121"]
+    by_node = {p["node"]: p["message"] for p in problems if p["node"] in ("150", "151")}
+    assert "'LoadAudio' was not converted" in by_node["150"]
+    assert "'SaveAudio' was not converted" in by_node["151"]
 
 
 def test_cli_runs_a_comfyui_api_file(tmp_path):

@@ -26,19 +26,19 @@ def test_a_comfyui_file_opens_as_an_untitled_copy_that_runs(qtbot, window, tmp_p
 def test_unconverted_nodes_are_drawn_with_their_links_and_listed_in_the_log(window):
     assert window.open_file(EVERY_CLASS)
     log = window.log.toPlainText()
-    assert "not converted: node 120 (UpscaleModelLoader): no counterpart here yet" in log
+    assert "not converted: node 150 (LoadAudio): no counterpart here yet" in log
     assert "kept as placeholders" in window.statusBar().currentMessage()
-    loader, upscale = window.scene.nodes["120"], window.scene.nodes["121"]
-    assert loader.node_type.title == "ComfyUI: UpscaleModelLoader" and loader.state == "failed"
+    loader, saver = window.scene.nodes["150"], window.scene.nodes["151"]
+    assert loader.node_type.title == "ComfyUI: LoadAudio" and loader.state == "failed"
     assert "not converted from ComfyUI" in loader.toolTip()
-    assert set(upscale.inputs) == {"upscale_model", "image"} and set(loader.outputs) == {"output_0"}
+    assert set(saver.inputs) == {"audio"} and set(loader.outputs) == {"output_0"}
     drawn = {(l.source.node.node_id, l.target.node.node_id) for l in window.scene.links}
-    assert ("120", "121") in drawn
+    assert ("150", "151") in drawn and ("121", "152") in drawn
     loader.setSelected(True)
     shown = [window.form.itemAt(i).widget().text() for i in range(window.form.count())
              if hasattr(window.form.itemAt(i).widget(), "text")]
-    assert any("4x-UltraSharp.pth" in text for text in shown)  # the values it kept
-    assert json.loads(json.dumps(window.workflow.nodes["120"].params))["why"] == "no counterpart here yet"
+    assert any("narration.wav" in text for text in shown)  # the values it kept
+    assert json.loads(json.dumps(window.workflow.nodes["150"].params))["why"] == "no counterpart here yet"
 
 
 def test_a_comfyui_file_with_subgraphs_opens_with_its_instances_and_runs(qtbot, window, tmp_path):

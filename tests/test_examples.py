@@ -1,8 +1,8 @@
 """Every workflow shipped in workflows/ runs headless through the CLI and writes real pictures.
 
-Workflows that name models (demo-sd, demo-sdxl, ...) get tiny random-weight models of those names in
-a model folder found through NODEGRAPH_MODEL_PATHS, the way a user's own models are found; picture
-sizes and step counts are reduced so the whole set runs in seconds on a CPU.
+Workflows that name models (demo-sd, demo-sdxl, demo-esrgan-x2.safetensors, ...) get tiny random-weight
+models of those names in a model folder found through NODEGRAPH_MODEL_PATHS, the way a user's own models
+are found; picture sizes and step counts are reduced so the whole set runs in seconds on a CPU.
 """
 
 import glob
@@ -19,6 +19,7 @@ from nodegraph.cli import main
 from nodegraph.expand import flatten
 
 import tiny_models
+import tiny_upscalers
 from conftest import REPO
 
 EXAMPLES = sorted(glob.glob(os.path.join(REPO, "workflows", "*.json")))
@@ -31,6 +32,7 @@ BUILDERS = {
     "demo-controlnet-canny": tiny_models.controlnet,
     "demo-clip": tiny_models.clip_image_encoder,
     "demo-depth": tiny_models.depth_anything,
+    "demo-esrgan-x2.safetensors": tiny_upscalers.demo_esrgan_x2,
 }
 
 

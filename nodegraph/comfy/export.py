@@ -235,6 +235,11 @@ class _Exporter:
                               f"crop, not {p['resize']!r}")
         elif cls == "StringReplace" and p["regex"]:
             raise ExportError(f"{node.id}: ComfyUI's StringReplace replaces plain text, not a regular expression")
+        elif cls == "ImageUpscaleWithModel" and (p["tile"], p["overlap"]) != (512, 32):
+            self.notes.append(f"{node.id}: ComfyUI tiles by 512 pixels overlapping by 32, not by {p['tile']} and "
+                              f"{p['overlap']}")
+        elif cls == "UpscaleModelLoader" and p["dtype"] != "auto":
+            self.notes.append(f"{node.id}: ComfyUI picks the upscale model's dtype itself, not {p['dtype']}")
 
     # ----- the classes that are more than a table row ------------------------------------------------------
     def export_CLIPTextEncode(self, node, links) -> None:

@@ -234,6 +234,8 @@ TABLE: dict[str, Spec] = {
                                 params={"lora_name": "lora", "strength_model": "strength"}, outputs=("model",)),
     "ControlNetLoader": Spec("model.controlnet", ("control_net_name",), params={"control_net_name": "model"},
                              outputs=("controlnet",)),
+    "UpscaleModelLoader": Spec("model.upscale", ("model_name",), params={"model_name": "model"},
+                               outputs=("upscale_model",)),
     "CLIPSetLastLayer": Spec("cond.clip_skip", ("stop_at_clip_layer",), inputs={"clip": "text_encoder"},
                              params={"stop_at_clip_layer": ("skip", _clip_layer)}, outputs=("text_encoder",)),
     "CLIPTextEncode": Spec("cond.text", ("text",), inputs={"clip": "text_encoder"}, params={"text": "prompt"},
@@ -292,6 +294,9 @@ TABLE: dict[str, Spec] = {
     "ImageScaleBy": Spec("image.scale", ("upscale_method", "scale_by"), inputs={"image": "image"},
                          params={"upscale_method": ("resample", _method(IMAGE_METHODS)), "scale_by": "factor"},
                          outputs=("image",)),
+    # ComfyUI always tiles 512-pixel tiles overlapping by 32: Upscale Image's defaults
+    "ImageUpscaleWithModel": Spec("image.upscale_model", inputs={"upscale_model": "upscale_model", "image": "image"},
+                                  outputs=("image",)),
     "ImageInvert": Spec("image.invert", inputs={"image": "image"}, outputs=("image",)),
     "ImageBlur": Spec("image.blur", ("blur_radius", "sigma"), inputs={"image": "image"}, derive=_blur_radius,
                       outputs=("image",)),
@@ -384,6 +389,7 @@ DISPLAY = {  # ComfyUI's default node titles (an API file writes one for every n
     "SaveImage": "Save Image", "PreviewImage": "Preview Image", "LoadImage": "Load Image",
     "LoadImageMask": "Load Image (as Mask)", "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By",
     "ImageInvert": "Invert Image", "ImagePadForOutpaint": "Pad Image for Outpainting",
+    "UpscaleModelLoader": "Load Upscale Model", "ImageUpscaleWithModel": "Upscale Image (using Model)",
 }
 PRIMITIVES = {"INT": "value.int", "FLOAT": "value.float", "STRING": "value.string", "BOOLEAN": "value.bool",
               "COMBO": "value.string"}
