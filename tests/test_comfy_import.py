@@ -289,6 +289,7 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "135": ("VAEEncodeTiled", "vae.encode", {"tiled": True, "tile_size": 512}),
     "136": ("ConditioningAverage", "cond.combine", {"weight": 0.25}),
     "137": ("PreviewImage", "image.preview", {}),
+    "138": ("ConditioningConcat", "cond.concat", {}),
     "140": ("GetImageSize", "image.size", {}),
     "141": ("ImageBatch", "image.batch", {"resize": "fill"}),
     "142": ("ImageFromBatch", "image.select", {"index": 1, "length": 1}),
@@ -353,6 +354,8 @@ def test_every_class_links(every):
         "131.image -> 140.image", "131.image -> 141.image_a", "20.image -> 141.image_b", "141.image -> 142.image",
         "143.text -> 144.text", "140.width -> 145.width", "140.height -> 145.height", "142.image -> 145.image",
         "144.text -> 146.filename_prefix", "145.image -> 146.image",
+        # two prompts' tokens joined
+        "4.conditioning -> 138.a", "5.conditioning -> 138.b",
         # the decoded hires picture through an upscale model
         "120.upscale_model -> 121.upscale_model", "11.image -> 121.image", "121.image -> 122.image",
     }
@@ -674,7 +677,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "107 of 110 ComfyUI nodes converted" in done.stderr
+    assert "108 of 111 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 150 (LoadAudio)" in done.stderr
     assert "not converted: node 152 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all

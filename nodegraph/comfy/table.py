@@ -244,6 +244,8 @@ TABLE: dict[str, Spec] = {
     "ConditioningZeroOut": Spec("cond.zero_out", inputs={"conditioning": "conditioning"}, outputs=("conditioning",)),
     "ConditioningCombine": Spec("cond.combine", inputs={"conditioning_1": "a", "conditioning_2": "b"},
                                 derive=_combine_notes, outputs=("conditioning",)),
+    "ConditioningConcat": Spec("cond.concat", inputs={"conditioning_to": "a", "conditioning_from": "b"},
+                               outputs=("conditioning",)),
     "ConditioningAverage": Spec("cond.combine", ("conditioning_to_strength",),
                                 inputs={"conditioning_to": "a", "conditioning_from": "b"},
                                 params={"conditioning_to_strength": ("weight", _complement)},
