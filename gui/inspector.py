@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
@@ -24,6 +24,15 @@ from .canvas import INPUTS, InterfaceItem, stand_in_message
 
 INT32 = 2**31 - 1
 SLIDER_SPAN = 1000  # parameters whose range is at most this wide get a slider beside their spin box
+
+
+def _invalid(param, value) -> str | None:
+    """Why ``param`` refuses ``value``, or None when it takes it."""
+    try:
+        param.coerce(value)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _with_slider(spin, param, set_) -> QWidget:
@@ -105,6 +114,8 @@ class Inspector(QWidget):
                 widget = self._instance_value(own[param.name], param.name, node.params.get(param.name))
             elif param.name in linked:
                 widget = QLabel("driven by a link")
+            elif (problem := _invalid(param, node.params.get(param.name))) is not None:
+                widget = self._invalid_value(node.id, param, problem)
             else:
                 widget = self._param_widget(node.id, param)
             widget.setToolTip(param.description)
@@ -119,6 +130,21 @@ class Inspector(QWidget):
         if node.overrides:
             self._show_overrides(node)
         self.window_.run_control.show_outputs(node.id)
+
+    def _invalid_value(self, node_id: str, param, problem: str) -> QWidget:
+        """A value the file holds that this parameter refuses (a file opened to be fixed): say so, offer the default."""
+        row = QWidget()
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        text = QLabel(f"the file's value is refused: {problem}")
+        text.setWordWrap(True)
+        line.addWidget(text, 1)
+        button = QPushButton(f"use {param.default!r}")
+        button.setObjectName(f"default-{param.name}")
+        button.clicked.connect(lambda: self.window_.set_param(node_id, param.name, param.default))
+        button.clicked.connect(lambda: QTimer.singleShot(0, self.show_selection))
+        line.addWidget(button)
+        return row
 
     def _instance_value(self, found, name: str, defined) -> QWidget:
         """An inner parameter the instance entered through sets for itself: its value, and a way back."""

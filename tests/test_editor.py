@@ -8,7 +8,7 @@ pytest.importorskip("PySide6")
 
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import QDoubleSpinBox  # noqa: E402
+from PySide6.QtWidgets import QDoubleSpinBox, QPushButton  # noqa: E402
 
 import nodegraph  # noqa: E402
 from gui.window import MainWindow  # noqa: E402
@@ -341,3 +341,16 @@ def test_after_a_crash_the_next_start_offers_the_autosaved_changes(qtbot, tmp_pa
     declined = MainWindow(str(path), engine=nodegraph.Engine(device="cpu"), confirm=lambda *a: False)
     assert not declined.modified()
     declined.close()
+
+
+def test_a_value_the_file_has_wrong_is_shown_as_refused_with_the_default_offered(qtbot, window, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"format": "nodegraph-workflow", "version": 1, "links": [], "nodes": ['
+                    '{"id": "blur", "type": "image.blur", "version": 1, "params": {"radius": "lots"}}]}')
+    assert window.open_file(path)  # opened to be fixed: its problems are in the log
+    window.scene.nodes["blur"].setSelected(True)
+    texts = [w.text() for w in window.inspector.findChildren(type(window.preview_text))]
+    assert "the file's value is refused: expected a number, got 'lots'" in texts
+    window.inspector.findChild(QPushButton, "default-radius").click()
+    assert window.workflow.nodes["blur"].params["radius"] == 2.0
+    qtbot.waitUntil(lambda: window.inspector.findChild(QDoubleSpinBox) is not None)
