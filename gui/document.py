@@ -15,6 +15,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 import nodegraph
+from nodegraph import library
 
 AUTOSAVE_MS = 30_000
 
@@ -84,6 +85,9 @@ class Document:
             return False
         for problem in workflow.problems:
             window.log.appendPlainText(f"{path}: {problem}")
+        for sub_id, (have, newer) in library.updates(workflow).items():  # it keeps its own copy; say there is more
+            window.log.appendPlainText(f"{path}: subgraph {sub_id!r} is version {have} here; the library has "
+                                       f"version {newer} (this workflow keeps its own copy)")
         report = workflow.imported
         keep_path = report is None and not str(path).lower().endswith(".png")
         self.set_workflow(workflow, Path(path) if keep_path else None)

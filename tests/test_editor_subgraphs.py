@@ -244,3 +244,20 @@ def test_an_instances_own_inner_value_shows_inside_and_can_be_given_back(qtbot, 
     qtbot.waitUntil(lambda: window.inspector.findChild(QDoubleSpinBox) is not None)  # the radius is editable again
     window.undo_stack.undo()
     assert window.workflow.nodes[block].overrides == {"blur": {"radius": 8.0}}
+
+
+def test_opening_a_workflow_whose_library_subgraph_has_a_newer_version_says_so(qtbot, window, tmp_path, monkeypatch):
+    monkeypatch.setenv("NODEGRAPH_SUBGRAPHS", str(tmp_path / "library"))
+    chain(window)
+    block = make_block(qtbot, window)
+    window.scene.clearSelection()
+    window.scene.nodes[block].setSelected(True)
+    window.publish_subgraph(str(tmp_path / "library"))
+    nodegraph.save(window.workflow, tmp_path / "uses-v1.json")
+    window.workflow.subgraphs[block].body.set_param("blur", "radius", 9.0)
+    window.publish_subgraph(str(tmp_path / "library"))  # a changed definition: version 2
+    window.saved_text = window.workflow.dumps()
+    assert window.open_file(tmp_path / "uses-v1.json")
+    assert (f"subgraph '{block}' is version 1 here; the library has version 2 (this workflow keeps its own copy)"
+            in window.log.toPlainText())
+    assert window.workflow.subgraphs[block].body.nodes["blur"].params["radius"] == 3.0
