@@ -160,25 +160,29 @@ def _declare(sub: Subgraph) -> NodeType:
         return NodeType(type_id(sub.id), sub.version, sub.title or sub.id, sub.category or CATEGORY, _never_run,
                         tuple(inputs), tuple(outputs), tuple(params), sub.description, output=has_output)
     except ValueError:  # clashing or malformed slot names: validate() names them; declare what is sound
-        seen: set[str] = set()
-        keep = lambda ports: tuple(p for p in ports if _fresh(p.name, seen))  # noqa: E731
+        named = _sound([*inputs, *params])  # inputs and parameters share one namespace, outputs have their own
         return NodeType(type_id(sub.id), sub.version, sub.title or sub.id, sub.category or CATEGORY, _never_run,
-                        keep(inputs), keep(outputs), keep(params), sub.description, output=has_output)
+                        tuple(p for p in named if isinstance(p, Input)), _sound(outputs),
+                        tuple(p for p in named if isinstance(p, Param)), sub.description, output=has_output)
 
 
 def _bare(sub: Subgraph) -> NodeType:
-    seen: set[str] = set()
     return NodeType(type_id(sub.id), sub.version, sub.title or sub.id, sub.category or CATEGORY, _never_run,
-                    tuple(Input(s.name, s.type, optional=True) for s in sub.inputs if _fresh(s.name, seen)),
-                    tuple(Output(s.name, s.type) for s in sub.outputs if _fresh(s.name, set())))
+                    _sound([Input(s.name, s.type, optional=True) for s in sub.inputs]),
+                    _sound([Output(s.name, s.type) for s in sub.outputs]))
 
 
-def _fresh(name: str, seen: set[str]) -> bool:
+def _sound(ports: list) -> tuple:
+    """The ports whose name is valid and not taken by an earlier one of the list."""
     from .node import NAME_RE
 
-    ok = bool(NAME_RE.match(name)) and name not in seen
-    seen.add(name)
-    return ok
+    seen: set[str] = set()
+    kept = []
+    for port in ports:
+        if NAME_RE.match(port.name) and port.name not in seen:
+            kept.append(port)
+        seen.add(port.name)
+    return tuple(kept)
 
 
 def _never_run(ctx, **values):

@@ -332,3 +332,17 @@ def test_the_schema_knows_every_port_type_a_subgraph_slot_may_have():
     sub = json.loads(workflow_schema_path().read_text())["$defs"]["subgraph"]["properties"]
     for side in ("inputs", "outputs"):
         assert sub[side]["items"]["properties"]["type"]["enum"] == [t.value for t in nodegraph.PortType]
+
+
+def test_a_definition_with_clashing_input_names_still_declares_its_output_of_an_inputs_name():
+    doc = {"format": "nodegraph-workflow", "version": 2, "links": [],
+           "nodes": [{"id": "use", "type": "subgraph:blk", "version": 1}],
+           "subgraphs": [{"id": "blk", "title": "Block",
+                          "inputs": [{"name": "value", "type": "INT", "to": ["a1.a"]},
+                                     {"name": "value", "type": "INT", "to": ["a1.b"]}],
+                          "outputs": [{"name": "value", "type": "INT", "from": "a1.value"}],
+                          "nodes": [{"id": "a1", "type": "test.add", "version": 1}], "links": []}]}
+    wf = from_document(doc, registry=TEST_NODES, strict=False)
+    declared = wf.registry.get("subgraph:blk")
+    assert [i.name for i in declared.inputs] == ["value"] and [o.name for o in declared.outputs] == ["value"]
+    assert "node 'subgraph:blk' port 'value': interface name 'value' is used twice" in [str(p) for p in wf.problems]
