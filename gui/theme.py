@@ -7,7 +7,9 @@ from PySide6.QtGui import QColor
 PORT_COLORS = {
     "IMAGE": "#64b5f6", "MASK": "#b0bec5", "LATENT": "#f06292", "CONDITIONING": "#ffb74d", "MODEL": "#9575cd",
     "VAE": "#e57373", "TEXT_ENCODER": "#ffd54f", "CONTROLNET": "#4db6ac", "EMBEDDING": "#a1887f",
-    "IMAGE_ENCODER": "#7986cb", "DEPTH_MODEL": "#5c6bc0", "UPSCALE_MODEL": "#ff8a65", "INT": "#81c784",
+    "IMAGE_ENCODER": "#7986cb", "DEPTH_MODEL": "#5c6bc0", "UPSCALE_MODEL": "#ff8a65",
+    "SEGMENT_MODEL": "#4fc3f7", "DETECT_MODEL": "#26a69a", "CLIPSEG_MODEL": "#9ccc65", "VLM": "#ba68c8",
+    "BOXES": "#fff176", "INT": "#81c784",
     "FLOAT": "#aed581", "STRING": "#e0e0e0", "BOOL": "#ef9a9a", "ENUM": "#ce93d8", "SEED": "#4dd0e1",
 }
 CATEGORY_COLORS = {

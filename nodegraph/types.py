@@ -22,6 +22,11 @@ class PortType(str, enum.Enum):
     IMAGE_ENCODER = "IMAGE_ENCODER"  # a loaded CLIP / SigLIP / DINOv2 image encoder (analyze stage, IP-Adapter)
     DEPTH_MODEL = "DEPTH_MODEL"  # a loaded depth estimator (Depth Anything, DPT) and its image processor
     UPSCALE_MODEL = "UPSCALE_MODEL"  # a loaded super-resolution / restoration model (ESRGAN, SwinIR, ... via spandrel)
+    SEGMENT_MODEL = "SEGMENT_MODEL"  # a loaded promptable segmenter (SAM, SAM 2) and its processor
+    DETECT_MODEL = "DETECT_MODEL"  # a loaded text -> boxes detector (Grounding DINO, OWL-ViT) and its processor
+    CLIPSEG_MODEL = "CLIPSEG_MODEL"  # a loaded CLIPSeg text -> mask model and its processor
+    VLM = "VLM"  # a loaded vision-language model (Florence-2) and its processor
+    BOXES = "BOXES"  # nodes.boxes.Boxes: pixel boxes (x0, y0, x1, y1) on one picture, with labels and scores
     INT = "INT"
     FLOAT = "FLOAT"
     STRING = "STRING"
