@@ -87,6 +87,7 @@ class Inspector(QWidget):
             return
         ids = [i for i in scene.selected_node_ids() if i in workflow.nodes]
         if len(ids) != 1:
+            self.window_.placement.show(None, None)  # clicks on the picture edit no node now
             return
         node = workflow.nodes[ids[0]]
         node_type = workflow.registry.get(node.type)

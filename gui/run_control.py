@@ -196,7 +196,8 @@ class RunControl(QObject):
         flat = self.window.navigator.flat_output(node_id) if node_id else None
         values = (self.last_result.outputs.get(flat, {}) if self.last_result and flat else {}) or {}
         image = _first_picture(values)
-        if image is not None:
+        placing = self.window.placement.show(node_id, self.last_result)  # its input picture, points and mask
+        if image is not None and not placing:
             self.window.viewer.show_image(image)
         texts = [f"{k}: {v}" for k, v in values.items() if isinstance(v, (str, float, int))]
         self.window.preview_text.setText("\n".join(texts))

@@ -32,6 +32,7 @@ from .preferences import Preferences, SettingsDialog
 from .run_control import RunControl
 from .runner import Runner
 from .shortcuts import ShortcutsDialog
+from .placement import Placement
 from .viewer import ImageViewer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows"  # the example workflows of a source checkout
@@ -101,6 +102,7 @@ class MainWindow(QMainWindow):
         pl = QVBoxLayout(preview)
         self.viewer = ImageViewer(workflow_text=lambda folder: embedded_text(self.workflow, folder))
         self.viewer.setMinimumSize(320, 240)
+        self.placement = Placement(self)  # points and boxes placed on the viewer's picture
         self.preview_text = QLabel("")
         self.preview_text.setWordWrap(True)
         pl.addWidget(self.viewer, 1)
