@@ -290,6 +290,7 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "136": ("ConditioningAverage", "cond.combine", {"weight": 0.25}),
     "137": ("PreviewImage", "image.preview", {}),
     "138": ("ConditioningConcat", "cond.concat", {}),
+    "139": ("FreeU", "model.freeu", {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}),
     "140": ("GetImageSize", "image.size", {}),
     "141": ("ImageBatch", "image.batch", {"resize": "fill"}),
     "142": ("ImageFromBatch", "image.select", {"index": 1, "length": 1}),
@@ -297,6 +298,8 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "144": ("StringReplace", "string.replace", {"find": "second", "replace": "portrait", "regex": False}),
     "145": ("ImageCrop", "image.crop", {"x": 0, "y": 0}),
     "146": ("SaveImage", "image.save", {}),
+    "147": ("ModelMergeSimple", "model.merge", {"ratio": 0.25}),  # ComfyUI weighs model1, we weigh b
+    "148": ("CheckpointSave", "model.save", {"filename_prefix": "checkpoints/dreamshaper-merge"}),
     "150": ("LoadAudio", "comfyui:LoadAudio", {}),
     "151": ("SaveAudio", "comfyui:SaveAudio", {}),
     "152": ("SaveAnimatedWEBP", "comfyui:SaveAnimatedWEBP", {}),
@@ -397,6 +400,8 @@ def test_inexact_conversions_are_noted(every):
     assert "node 71 (KSampler): scheduler 'karras' with 'euler'" in notes
     assert "node 68 (ImageBlur)" in notes and "node 25 (ImageSharpen)" in notes
     assert "node 8 " not in notes  # dpmpp_2m + karras has an exact twin
+    assert "node 139 (FreeU): ComfyUI's FreeU picks the up-blocks by channel count" in notes
+    assert "node 148 (CheckpointSave): writes a diffusers folder" in notes
 
 
 def test_titles_from_meta(every):
@@ -677,7 +682,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "108 of 111 ComfyUI nodes converted" in done.stderr
+    assert "111 of 114 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 150 (LoadAudio)" in done.stderr
     assert "not converted: node 152 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all

@@ -32,6 +32,7 @@ INVERSE = {  # our parameter value -> ComfyUI's, for the table's value conversio
     "mode": lambda v: "center" if v == "fill" else "disabled",
     "family": lambda v: {"sd": "stable_diffusion", "auto": "stable_diffusion"}.get(v, v),
     "weight": lambda v: round(1.0 - v, 6),
+    "ratio": lambda v: round(1.0 - v, 6),
     "color": lambda v: int(v.lstrip("#"), 16),
     "low_threshold": lambda v: round(v / 255, 4),
     "high_threshold": lambda v: round(v / 255, 4),

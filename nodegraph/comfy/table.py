@@ -153,6 +153,18 @@ def _combine_notes(values: dict, notes: list) -> dict:
     return {}
 
 
+def _freeu_notes(values: dict, notes: list) -> dict:
+    notes.append("ComfyUI's FreeU picks the up-blocks by channel count (b1 where 4x the base channels, b2 at 2x); "
+                 "diffusers' FreeU, used here, by up-block stage (b1 the first, b2 the second), so pictures differ")
+    return {}
+
+
+def _save_notes(values: dict, notes: list) -> dict:
+    notes.append("writes a diffusers folder of safetensors files (loadable by Load Checkpoint) rather than "
+                 "ComfyUI's single .safetensors file")
+    return {}
+
+
 def _int_color(value: Any, notes: list) -> str:
     return f"#{int(value) & 0xFFFFFF:06x}"
 
@@ -236,6 +248,13 @@ TABLE: dict[str, Spec] = {
                              outputs=("controlnet",)),
     "UpscaleModelLoader": Spec("model.upscale", ("model_name",), params={"model_name": "model"},
                                outputs=("upscale_model",)),
+    "FreeU": Spec("model.freeu", ("b1", "b2", "s1", "s2"), inputs={"model": "model"},
+                  params={"b1": "b1", "b2": "b2", "s1": "s1", "s2": "s2"}, derive=_freeu_notes, outputs=("model",)),
+    "ModelMergeSimple": Spec("model.merge", ("ratio",), inputs={"model1": "a", "model2": "b"},
+                             params={"ratio": ("ratio", _complement)}, outputs=("model",)),
+    "CheckpointSave": Spec("model.save", ("filename_prefix",),
+                           inputs={"model": "model", "clip": "text_encoder", "vae": "vae"},
+                           params={"filename_prefix": "filename_prefix"}, derive=_save_notes, outputs=()),
     "CLIPSetLastLayer": Spec("cond.clip_skip", ("stop_at_clip_layer",), inputs={"clip": "text_encoder"},
                              params={"stop_at_clip_layer": ("skip", _clip_layer)}, outputs=("text_encoder",)),
     "CLIPTextEncode": Spec("cond.text", ("text",), inputs={"clip": "text_encoder"}, params={"text": "prompt"},
@@ -391,7 +410,8 @@ DISPLAY = {  # ComfyUI's default node titles (an API file writes one for every n
     "SaveImage": "Save Image", "PreviewImage": "Preview Image", "LoadImage": "Load Image",
     "LoadImageMask": "Load Image (as Mask)", "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By",
     "ImageInvert": "Invert Image", "ImagePadForOutpaint": "Pad Image for Outpainting",
-    "UpscaleModelLoader": "Load Upscale Model", "ImageUpscaleWithModel": "Upscale Image (using Model)",
+    "UpscaleModelLoader": "Load Upscale Model", "FreeU": "FreeU", "ModelMergeSimple": "ModelMergeSimple",
+    "CheckpointSave": "Save Checkpoint", "ImageUpscaleWithModel": "Upscale Image (using Model)",
 }
 PRIMITIVES = {"INT": "value.int", "FLOAT": "value.float", "STRING": "value.string", "BOOLEAN": "value.bool",
               "COMBO": "value.string"}
