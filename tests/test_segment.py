@@ -125,6 +125,24 @@ def test_no_prompt_or_a_bad_one_is_refused_in_words(folders):
         ours(segment_workflow(folders["sam"], drawn_boxes="10,10,500,90"))
 
 
+def test_linked_boxes_that_are_empty_or_lie_on_another_picture(folders, tmp_path):
+    wf = segment_workflow(folders["sam"])
+    wf.add_node("boxes.value", "boxes", params={"boxes": ""})  # e.g. a detector that found nothing
+    wf.connect("load", "image", "boxes", "image")
+    wf.connect("boxes", "boxes", "segment", "boxes")
+    result = ours(wf)
+    assert tuple(result["mask"].shape) == (1, 1, 256, 384) and not result["mask"].any() and not len(result["boxes"])
+    wf.set_param("segment", "combine", "separate")
+    with pytest.raises(nodegraph.NodeFailed, match="the linked boxes are empty, so there are no separate masks"):
+        ours(wf)
+    Image.new("RGB", (40, 30)).save(tmp_path / "small.png")
+    wf.add_node("image.load", "small", params={"path": str(tmp_path / "small.png")})
+    wf.connect("small", "image", "boxes", "image")
+    wf.set_param("boxes", "boxes", "1,1,20,20")
+    with pytest.raises(nodegraph.NodeFailed, match="the boxes lie on a 40x30 picture but the image is 384x256"):
+        ours(wf)
+
+
 def test_a_folder_that_is_not_a_segmenter_is_refused_in_words(tmp_path):
     folder = tiny_models.clip_image_encoder(tmp_path / "clip")
     with pytest.raises(nodegraph.NodeFailed,
