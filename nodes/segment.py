@@ -1,4 +1,4 @@
-"""Promptable segmentation with transformers' SAM family (SAM, SAM 2, SAM 3's tracker): points clicked on a
+"""Promptable segmentation with transformers' SAM family (SAM, SAM-HQ, SAM 2, SAM 3's tracker): points clicked on a
 picture or boxes (placed by hand or found by a detector) become a MASK of the object they point at.
 
 Load Segmenter reads a transformers folder with its processor, offline; its SEGMENT_MODEL output lives in the
@@ -25,10 +25,11 @@ from .boxes import Boxes, one_picture
 # config.json's model_type -> the transformers model and processor classes that read such a folder
 KINDS = {
     "sam": ("SamModel", "SamProcessor"),
+    "sam_hq": ("SamHQModel", "SamHQProcessor"),
     "sam2": ("Sam2Model", "Sam2Processor"),
     "sam3_tracker": ("Sam3TrackerModel", "Sam3TrackerProcessor"),
 }
-KIND_NAMES = "SAM (sam), SAM 2 (sam2) or SAM 3's tracker (sam3_tracker)"
+KIND_NAMES = "SAM (sam), SAM-HQ (sam_hq), SAM 2 (sam2) or SAM 3's tracker (sam3_tracker)"
 
 
 @dataclass(eq=False)
@@ -45,8 +46,8 @@ class SegmentModel:
     category="analyze/segment",
     params=[
         Param("model", T.STRING, "", hint=MODEL_HINT,
-              description="a transformers SAM, SAM 2 or SAM 3 tracker folder with its processor: a path, a name in "
-                          "the model folders, or hf:org/name"),
+              description="a transformers SAM, SAM-HQ, SAM 2 or SAM 3 tracker folder with its processor: a path, a "
+                          "name in the model folders, or hf:org/name"),
         Param("dtype", T.ENUM, "auto", choices=("auto", "float32", "float16", "bfloat16"),
               description="weights' precision; auto: float16 on a GPU, float32 on the CPU"),
     ],
@@ -165,7 +166,8 @@ def segment(ctx, segment_model, image, points, drawn_boxes, multimask, combine, 
             inputs[k] = inputs[k].to(model.dtype)
     with torch.inference_mode():
         output = model(**inputs, multimask_output=multimask == "best")
-    logits, scores = output.pred_masks.float(), output.iou_scores.float()  # (1, objects, masks, h, w), (1, objects, masks)
+    # (1, objects, masks, h, w) and (1, objects, masks): three masks each with multimask, else one
+    logits, scores = output.pred_masks.float(), output.iou_scores.float()
     best = scores.argmax(dim=-1)  # a single mask's index is 0
     logits = logits.gather(2, best[..., None, None, None].expand(-1, -1, 1, *logits.shape[-2:]))
     scores = scores.gather(2, best[..., None])[..., 0]

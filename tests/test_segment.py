@@ -1,4 +1,4 @@
-"""Segment: our masks equal transformers' own SAM, SAM 2 and SAM 3 tracker on the same points and boxes, at the
+"""Segment: our masks equal transformers' own SAM, SAM-HQ, SAM 2 and SAM 3 tracker on the same points and boxes, at the
 picture's size; boxes from a Boxes node are object prompts; a folder of another kind is refused in words."""
 
 import functools
@@ -14,14 +14,16 @@ import tiny_models
 from conftest import REPO
 
 SAMPLE = os.path.join(REPO, "workflows", "assets", "sample.png")  # 384 x 256
-CLASSES = {"sam": ("SamModel", "SamProcessor"), "sam2": ("Sam2Model", "Sam2Processor"),
+CLASSES = {"sam": ("SamModel", "SamProcessor"), "sam_hq": ("SamHQModel", "SamHQProcessor"),
+           "sam2": ("Sam2Model", "Sam2Processor"),
            "sam3_tracker": ("Sam3TrackerModel", "Sam3TrackerProcessor")}
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    return {"sam": tiny_models.sam(root / "tiny-sam"), "sam2": tiny_models.sam2(root / "tiny-sam2"),
+    return {"sam": tiny_models.sam(root / "tiny-sam"), "sam_hq": tiny_models.sam_hq(root / "tiny-sam-hq"),
+            "sam2": tiny_models.sam2(root / "tiny-sam2"),
             "sam3_tracker": tiny_models.sam3_tracker(root / "tiny-sam3-tracker")}
 
 
@@ -56,7 +58,7 @@ def theirs(folder, kind, multimask=True, threshold=0.0, **prompt):
     inputs = {k: v for k, v in batch.items() if k.startswith(("pixel", "input"))}
     with torch.no_grad():
         out = model(**inputs, multimask_output=multimask)
-    sizes = {"reshaped_input_sizes": batch["reshaped_input_sizes"]} if kind == "sam" else {}
+    sizes = {"reshaped_input_sizes": batch["reshaped_input_sizes"]} if kind in ("sam", "sam_hq") else {}
     masks = processor.post_process_masks(out.pred_masks, batch["original_sizes"], mask_threshold=threshold, **sizes)[0]
     best = out.iou_scores[0].argmax(dim=-1)  # (objects,)
     chosen = torch.stack([masks[i, best[i]] for i in range(len(best))])[:, None]
@@ -78,7 +80,7 @@ def test_a_box_and_a_click_give_the_mask_transformers_gives(folders, kind):
     torch.testing.assert_close(result["boxes"].scores, scores)
 
 
-@pytest.mark.parametrize("kind", ["sam", "sam2"])
+@pytest.mark.parametrize("kind", ["sam2"])  # SAM: in the Boxes node's test below
 def test_separate_boxes_give_one_mask_each(folders, kind):
     boxes = [[20, 20, 180, 200], [200, 40, 370, 240]]
     wf = segment_workflow(folders[kind], drawn_boxes="20,20,180,200 200,40,370,240", multimask="single",
