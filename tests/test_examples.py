@@ -32,6 +32,7 @@ BUILDERS = {
     "demo-controlnet-canny": tiny_models.controlnet,
     "demo-clip": tiny_models.clip_image_encoder,
     "demo-depth": tiny_models.depth_anything,
+    "demo-sam": tiny_models.sam,
     "demo-esrgan-x2.safetensors": tiny_upscalers.demo_esrgan_x2,
 }
 

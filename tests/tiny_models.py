@@ -344,3 +344,69 @@ def depth_anything(folder: Path, seed: int = 0) -> Path:
     DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
                       do_pad=False).save_pretrained(folder)
     return folder
+
+
+def sam(folder: Path, seed: int = 0, hq: bool = False) -> Path:
+    """A tiny SAM folder (SAM-HQ with ``hq``): a 2-layer ViT on 64 px pictures (8 px patches), with the processor
+    set to 64 px."""
+    import transformers
+
+    name = "SamHQ" if hq else "Sam"
+    config, vision, prompt, decoder, model, processor = (getattr(transformers, name + part) for part in (
+        "Config", "VisionConfig", "PromptEncoderConfig", "MaskDecoderConfig", "Model", "Processor"))
+    vision = vision(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=37, image_size=64, patch_size=8,
+                    output_channels=16, window_size=4, global_attn_indexes=[1], num_pos_feats=8, initializer_range=0.02)
+    prompt = prompt(image_size=64, patch_size=8, hidden_size=16, mask_input_channels=4)
+    decoder = decoder(hidden_size=16, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16,
+                      **({"vit_dim": 32} if hq else {}))
+    torch.manual_seed(seed)
+    model(config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)).save_pretrained(
+        folder, safe_serialization=True)
+    image_processor = transformers.SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
+    processor(image_processor).save_pretrained(folder)
+    return folder
+
+
+def sam_hq(folder: Path, seed: int = 0) -> Path:
+    return sam(folder, seed, hq=True)
+
+
+def sam2(folder: Path, seed: int = 0) -> Path:
+    """A tiny SAM 2 folder: a 5-block Hiera backbone on 64 px pictures, with the Sam2Processor set to 64 px."""
+    from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2ImageProcessor, Sam2MaskDecoderConfig, Sam2Model,
+                              Sam2Processor, Sam2PromptEncoderConfig, Sam2VisionConfig)
+
+    backbone = Sam2HieraDetConfig(hidden_size=8, image_size=64, blocks_per_stage=[1, 1, 2, 1],
+                                  embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 2, 2],
+                                  window_size_per_stage=[4, 4, 2, 2], global_attention_blocks=[3],
+                                  window_positional_embedding_background_size=[4, 4])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                              backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=16)
+    prompt = Sam2PromptEncoderConfig(image_size=64, patch_size=16, hidden_size=16, mask_input_channels=4)
+    decoder = Sam2MaskDecoderConfig(hidden_size=16, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16)
+    torch.manual_seed(seed)
+    config = Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    Sam2Model(config).save_pretrained(folder, safe_serialization=True)
+    Sam2Processor(Sam2ImageProcessor(size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16})
+                  ).save_pretrained(folder)
+    return folder
+
+
+def sam3_tracker(folder: Path, seed: int = 0) -> Path:
+    """A tiny SAM 3 tracker folder (points and boxes prompts): a 2-layer ViT on 56 px pictures (14 px patches)."""
+    from transformers import (Sam3ImageProcessor, Sam3TrackerConfig, Sam3TrackerMaskDecoderConfig, Sam3TrackerModel,
+                              Sam3TrackerProcessor, Sam3TrackerPromptEncoderConfig, Sam3VisionConfig, Sam3ViTConfig)
+
+    backbone = Sam3ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                             image_size=56, patch_size=14, window_size=2, global_attn_indexes=[1],
+                             pretrain_image_size=56)
+    vision = Sam3VisionConfig(backbone_config=backbone, fpn_hidden_size=16, scale_factors=[4.0, 2.0, 1.0],
+                              backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]])
+    prompt = Sam3TrackerPromptEncoderConfig(image_size=56, patch_size=14, hidden_size=16, mask_input_channels=4)
+    decoder = Sam3TrackerMaskDecoderConfig(hidden_size=16, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16)
+    torch.manual_seed(seed)
+    Sam3TrackerModel(Sam3TrackerConfig(vision_config=vision, prompt_encoder_config=prompt,
+                                       mask_decoder_config=decoder)).save_pretrained(folder, safe_serialization=True)
+    Sam3TrackerProcessor(Sam3ImageProcessor(size={"height": 56, "width": 56}, mask_size={"height": 16, "width": 16})
+                         ).save_pretrained(folder)
+    return folder
