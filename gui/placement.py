@@ -1,7 +1,7 @@
 """Placing a node's points and boxes (a segmenter's prompts) by clicking on its picture in the viewer.
 
 A node takes placements when it has a parameter with ``hint="points"`` or ``hint="boxes"`` and an IMAGE
-input. Selecting it shows, in the viewer, the picture that fed that input in the last run, the node's own
+input (boxes only while no BOXES input of the node is linked: drawn boxes stand in for those). Selecting it shows, in the viewer, the picture that fed that input in the last run, the node's own
 mask tinted over it, and its points and boxes. A click adds a point (right-click or Alt+click: one to leave
 out), a click on a point removes it, a drag draws a box. Each placement is an ordinary parameter edit
 through the window, so it is one undo step and, in live mode, re-runs the node.
@@ -131,6 +131,8 @@ class Placement:
             return None
         linked = self.window.scene.linked_inputs(node_id)
         found = {kind: name for kind, name in placement_params(node_type).items() if name not in linked}
+        if any(str(i.type) == "BOXES" and i.name in linked for i in node_type.inputs):
+            found.pop("boxes", None)  # drawn boxes stand in for linked ones: with boxes linked they are not used
         return found or None
 
     def _input_picture(self, node_id: str, result):

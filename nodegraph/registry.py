@@ -9,6 +9,7 @@ node modules one by one.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import threading
 from importlib.metadata import entry_points
@@ -95,7 +96,7 @@ def node(
             inputs=tuple(inputs),
             outputs=tuple(outputs),
             params=tuple(params),
-            description=description or (fn.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "),
+            description=description or " ".join(inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].split()),
             output=output,
             always_run=always_run,
             identity=identity,

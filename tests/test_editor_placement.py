@@ -107,3 +107,59 @@ def test_another_node_gives_the_viewer_back_to_panning(qtbot, boxes_window):
     assert window.viewer.view.placer is None and not window.viewer.clear_button.isVisible()
     window.scene.clearSelection()
     assert window.viewer.view.placer is None
+
+
+def open_sam_workflow(window, tmp_path, linked_boxes=False):
+    """Load Image -> Segment (a tiny SAM) -> Mask to Image -> Preview, opened in the editor; with
+    ``linked_boxes`` a Boxes node feeds the Segment's boxes input."""
+    import tiny_models
+
+    folder = tiny_models.sam(tmp_path / "tiny-sam")
+    wf = nodegraph.Workflow()
+    wf.add_node("image.load", "load", params={"path": SAMPLE}, position=(0, 0))
+    wf.add_node("model.segment", "segmenter", params={"model": str(folder)}, position=(0, 250))
+    wf.add_node("analyze.segment", "segment", params={"drawn_boxes": "96,64,288,224"}, position=(300, 0))
+    wf.add_node("mask.to_image", "picture", position=(600, 0))
+    wf.add_node("image.preview", "preview", position=(900, 0))
+    wf.connect("load", "image", "segment", "image")
+    wf.connect("segmenter", "segment_model", "segment", "segment_model")
+    wf.connect("segment", "mask", "picture", "mask")
+    wf.connect("picture", "image", "preview", "image")
+    if linked_boxes:
+        wf.add_node("boxes.value", "typed", params={"boxes": "10,10,50,50"}, position=(150, 150))
+        wf.connect("load", "image", "typed", "image")
+        wf.connect("typed", "boxes", "segment", "boxes")
+    path = tmp_path / "segment.json"
+    nodegraph.save(wf, path)
+    assert window.open_file(str(path))
+    return window
+
+
+def test_clicks_on_the_picture_become_the_segmenters_points(qtbot, window, tmp_path):
+    open_sam_workflow(window, tmp_path)
+    assert run(qtbot, window).status == "ok"
+    select(window, "segment")
+    assert window.viewer.image.shape[-2:] == (256, 384)
+    assert not window.viewer.overlay.pixmap().isNull()  # the mask from the last run, tinted over the picture
+    assert "click: add a point" in window.viewer.placing_hint.text()
+    viewport = window.viewer.view.viewport()
+    QTest.mouseClick(viewport, Qt.LeftButton, Qt.NoModifier, on_screen(window, 190, 140))
+    QTest.mouseClick(viewport, Qt.RightButton, Qt.NoModifier, on_screen(window, 120, 200))
+    points = window.workflow.nodes["segment"].params["points"].split()
+    assert len(points) == 2 and points[1].startswith("-")  # the right-click leaves that place out
+    x, y = (int(v) for v in points[0].split(","))
+    assert abs(x - 190) <= 2 and abs(y - 140) <= 2
+    assert len(window.viewer.marks) == 3  # two points and the drawn box
+
+    QTest.mouseClick(viewport, Qt.LeftButton, Qt.NoModifier, on_screen(window, x, y))  # on a point: removes it
+    assert window.workflow.nodes["segment"].params["points"].split() == points[1:]
+    result = run(qtbot, window)
+    assert result.executed == ["segment", "picture", "preview"]  # the loaded model is reused
+
+
+def test_with_boxes_linked_the_viewer_places_points_only(qtbot, window, tmp_path):
+    open_sam_workflow(window, tmp_path, linked_boxes=True)
+    run(qtbot, window)
+    select(window, "segment")
+    assert window.placement.takes_points and not window.placement.takes_boxes
+    assert "drag: box" not in window.viewer.placing_hint.text()
