@@ -111,8 +111,8 @@ def _place(part, size, pixels, down: int, multiple: int, batch: int) -> Entry | 
             raise NodeUserError(f"the area {w}x{h} at x={x}, y={y} (Set Conditioning Area) is smaller than one "
                                 f"latent pixel ({down}x{down} pixels)")
     if part.mask is None:
-        weight = _feathered(region, size) * part.strength
-        return Entry(part, _snapped(region, size, multiple), weight, region == (0, height, 0, width))
+        region = _snapped(region, size, multiple)
+        return Entry(part, region, _feathered(region, size) * part.strength, region == (0, height, 0, width))
     mask = part.mask.float()
     mask = mask.reshape(-1, 1, *mask.shape[-2:])
     mh, mw = mask.shape[-2:]
