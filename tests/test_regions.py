@@ -52,8 +52,9 @@ def two_prompts(model, first=(), second=()):
     return wf
 
 
-def reference(pipe, regions):
-    """The diffusers loop; ``regions(i)`` -> [(prompt, (y0, y1, x0, x1) in latents, weight (h, w))] for step i."""
+def reference(pipe, regions, control=None):
+    """The diffusers loop; ``regions(i)`` -> [(prompt, (y0, y1, x0, x1) in latents, weight (h, w))] for step i;
+    ``control``: (ControlNetModel, control picture (1, 3, H, W), scale) for the first prompt, on its crop."""
     from diffusers.utils.torch_utils import randn_tensor
 
     sched, unet = pipe.scheduler, pipe.unet
@@ -70,7 +71,14 @@ def reference(pipe, regions):
             out, count = torch.zeros_like(x_in), torch.zeros_like(x_in[:, :1])
             for prompt, (y0, y1, x0, x1), weight in regions(i):
                 crop = x_in[:, :, y0:y1, x0:x1]
-                prediction = unet(crop, t, encoder_hidden_states=embeds[prompt]).sample
+                residuals = {}
+                if control is not None and prompt == PROMPT:
+                    net, hint, scale = control
+                    hint = torch.cat([hint[:, :, y0 * 2:y1 * 2, x0 * 2:x1 * 2]] * 2)  # the tiny VAE halves
+                    down, mid = net(crop, t, encoder_hidden_states=embeds[prompt], controlnet_cond=hint,
+                                    conditioning_scale=scale, guess_mode=False, return_dict=False)
+                    residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+                prediction = unet(crop, t, encoder_hidden_states=embeds[prompt], **residuals).sample
                 out[:, :, y0:y1, x0:x1] += prediction * weight
                 count[:, :, y0:y1, x0:x1] += weight
             uncond, text = (out / count).chunk(2)
@@ -115,6 +123,34 @@ def test_two_prompts_on_left_and_right_areas_equal_the_blended_diffusers_loop(en
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     one_prompt = latents(engine, txt2img(sd_folder, steps=STEPS, cfg=CFG, seed=SEED, size=SIZE))
     assert not torch.allclose(ours, one_prompt, atol=1e-3)
+
+
+def test_a_controlnet_stays_with_its_prompt_and_sees_its_area_of_the_control_picture(engine, pipe, sd_folder,  # noqa: F811
+                                                                                     tmp_path):
+    import tiny_models
+    from diffusers import ControlNetModel
+    from diffusers.image_processor import VaeImageProcessor
+    from PIL import Image
+
+    net = tiny_models.controlnet(tmp_path / "cn", seed=20)
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((32, 32)) > 0.7).astype(np.uint8) * 255).convert("RGB").save(tmp_path / "hint.png")
+    wf = two_prompts(sd_folder, [("cond.set_area", {"width": 20, "height": 32, "x": 0, "y": 0})])
+    wf.add_node("model.controlnet", "net", params={"model": str(net)})
+    wf.add_node("image.load", "hint", params={"path": str(tmp_path / "hint.png")})
+    wf.add_node("control.apply", "apply", params={"strength": 0.8})
+    wf.connect("a0", "conditioning", "apply", "conditioning")
+    wf.connect("net", "controlnet", "apply", "controlnet")
+    wf.connect("hint", "image", "apply", "image")
+    wf.connect("apply", "conditioning", "combine", "a")
+    ours = latents(engine, wf)
+    hint = VaeImageProcessor(do_convert_rgb=True, do_normalize=False).preprocess(
+        Image.open(tmp_path / "hint.png"), height=32, width=32)
+    module = ControlNetModel.from_pretrained(net, local_files_only=True)
+    left = torch.ones(16)[:, None] * fade(10, False, True)[None, :]
+    theirs = reference(pipe, lambda i: [(PROMPT, (0, 16, 0, 10), left), (OTHER, (0, 16, 0, 16), torch.ones(16, 16))],
+                       control=(module, hint, 0.8))
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 def _mask_file(tmp_path, width=SIZE, height=SIZE):
