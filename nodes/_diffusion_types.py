@@ -98,6 +98,42 @@ class Conditioning:
     controls: tuple[Control, ...] = ()
     ip_adapters: tuple[IpAdapter, ...] = ()
     guidance: float | None = None  # a guidance-distilled model's scale (Flux), set by Flux Guidance; else cfg
+    # where and when this prompt acts (nodes/regions.py): ComfyUI's area, mask and timestep range
+    area: tuple[int, int, int, int] | None = None  # (x, y, width, height) in pixels; None: the whole picture
+    strength: float = 1.0  # the area's weight among the prompts of a Combine Conditioning
+    mask: Any = None  # MASK (B, 1, H, W) weighting the prompt per pixel, resized to the latent at sampling
+    mask_strength: float = 1.0
+    mask_bounds: bool = False  # sample only the mask's bounding box (ComfyUI's set_cond_area "mask bounds")
+    start: float = 0.0  # the fraction of the sampling schedule where it begins acting ...
+    end: float = 1.0  # ... and where it stops
+    entries: tuple["Conditioning", ...] = ()  # Combine Conditioning: several prompts, each sampled for itself
+
+    def parts(self) -> tuple["Conditioning", ...]:
+        """The prompts the Sampler predicts with: the combined entries, or this conditioning alone."""
+        return self.entries or (self,)
+
+
+def combined(parts) -> Conditioning:
+    """A Combine Conditioning list of ``parts`` (flattened); its own fields mirror the first entry, so a reader
+    of ``positive`` still finds tensors of the right kind."""
+    import dataclasses
+
+    parts = tuple(e for p in parts for e in p.parts())
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    guidance = next((p.guidance for p in parts if p.guidance is not None), None)
+    return dataclasses.replace(first, prompt=" | ".join(p.prompt for p in parts), controls=(), ip_adapters=(),
+                               guidance=guidance, area=None, strength=1.0, mask=None, mask_strength=1.0,
+                               mask_bounds=False, start=0.0, end=1.0, entries=parts)
+
+
+def each_entry(cond: Conditioning, change) -> Conditioning:
+    """``change`` applied to every prompt of a Combine Conditioning list (or to the one conditioning), as
+    ComfyUI's conditioning nodes apply to each entry of its list."""
+    if not cond.entries:
+        return change(cond)
+    return combined(change(e) for e in cond.entries)
 
 
 @dataclass(eq=False)

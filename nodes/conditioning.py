@@ -5,6 +5,7 @@ from __future__ import annotations
 from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
 from . import embeddings
+from ._diffusion_types import each_entry
 from ._families import FAMILIES
 from .lora import activate
 
@@ -72,24 +73,29 @@ def zero_out(ctx, conditioning):
 
     import torch
 
-    zeros = {k: torch.zeros_like(v) for k, v in conditioning.positive.items()}
-    return {"conditioning": dataclasses.replace(conditioning, positive=zeros, negative=dict(zeros), prompt="")}
+    def zeroed(entry):
+        zeros = {k: torch.zeros_like(v) for k, v in entry.positive.items()}
+        return dataclasses.replace(entry, positive=zeros, negative=dict(zeros), prompt="")
+
+    return {"conditioning": each_entry(conditioning, zeroed)}
 
 
 @node(
     "cond.combine",
-    title="Combine Conditioning",
+    title="Average Conditioning",
     category="generate/conditioning",
     inputs=[Input("a", T.CONDITIONING), Input("b", T.CONDITIONING)],
     params=[Param("weight", T.FLOAT, 0.5, min=0.0, max=1.0, step=0.05, description="0: only a, 1: only b")],
     outputs=[Output("conditioning", T.CONDITIONING)],
 )
 def combine(ctx, a, b, weight):
-    """Mix two prompts' embeddings (weighted mean); ControlNets and IP-Adapters of both are kept, a's first."""
+    """Mix two prompts' embeddings into one prompt (weighted mean; ComfyUI's ConditioningAverage); ControlNets
+    and IP-Adapters of both are kept, a's first. Combine Conditioning keeps the prompts apart instead."""
     import dataclasses
 
     if a.family != b.family:
-        raise NodeUserError(f"cannot combine {a.family} conditioning with {b.family} conditioning")
+        raise NodeUserError(f"cannot average {a.family} conditioning with {b.family} conditioning")
+    _single("Average Conditioning", a, b)
 
     def mix(x: dict, y: dict) -> dict:
         out = {}
@@ -123,6 +129,7 @@ def concat(ctx, a, b):
 
     if a.family != b.family:
         raise NodeUserError(f"cannot concatenate {a.family} conditioning with {b.family} conditioning")
+    _single("Concatenate Conditioning", a, b)
     if a.family not in CONCATENABLE:
         raise NodeUserError(f"Concatenate Conditioning works on SD 1.x/2.x, SDXL and SD3 conditioning, not "
                             f"{FAMILIES[a.family].title}")
@@ -142,6 +149,12 @@ def concat(ctx, a, b):
 CONCATENABLE = ("sd", "sdxl", "sd3")  # families whose denoiser takes a prompt of any length in prompt_embeds
 
 
+def _single(title: str, *conds) -> None:
+    if any(c.entries for c in conds):
+        raise NodeUserError(f"{title} takes single prompts, not the list a Combine Conditioning makes: use it on the "
+                            f"prompts before combining them")
+
+
 @node(
     "cond.guidance",
     title="Flux Guidance",
@@ -156,4 +169,4 @@ def guidance(ctx, conditioning, guidance):
     """Set the embedded guidance scale of a Flux model, leaving the Sampler's cfg for true guidance."""
     import dataclasses
 
-    return {"conditioning": dataclasses.replace(conditioning, guidance=guidance)}
+    return {"conditioning": each_entry(conditioning, lambda e: dataclasses.replace(e, guidance=guidance))}

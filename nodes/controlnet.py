@@ -7,7 +7,7 @@ import dataclasses
 from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
 from . import _model_files as files
-from ._diffusion_types import Control, ControlNet
+from ._diffusion_types import Control, ControlNet, each_entry
 
 # Which model families each diffusers ControlNet class steers.
 CONTROLNET_CLASSES = {
@@ -70,4 +70,5 @@ def apply_controlnet(ctx, conditioning, controlnet, image, strength, start, end,
     if type(controlnet.module).__name__ in LATENT_CONTROL and vae is None:
         raise NodeUserError("this ControlNet reads the control picture as latents: connect the model's VAE to 'vae'")
     control = Control(controlnet, image, strength, start, end, vae)
-    return {"conditioning": dataclasses.replace(conditioning, controls=conditioning.controls + (control,))}
+    return {"conditioning": each_entry(conditioning,
+                                       lambda e: dataclasses.replace(e, controls=e.controls + (control,)))}

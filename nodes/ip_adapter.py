@@ -15,7 +15,7 @@ from nodegraph.imaging import to_pil
 from nodegraph.models import MODEL_HINT
 
 from . import _model_files as files
-from ._diffusion_types import IpAdapter
+from ._diffusion_types import IpAdapter, each_entry
 
 
 def _read(path):
@@ -71,7 +71,8 @@ def apply_ip_adapter(ctx, conditioning, encoder, image, ip_adapter, scale):
             embeds = model(pixels, output_hidden_states=True).hidden_states[-2]
             negative = model(torch.zeros_like(pixels), output_hidden_states=True).hidden_states[-2]
     adapter = IpAdapter(state, embeds[None], negative[None], scale, str(path))
-    return {"conditioning": dataclasses.replace(conditioning, ip_adapters=conditioning.ip_adapters + (adapter,))}
+    return {"conditioning": each_entry(conditioning,
+                                       lambda e: dataclasses.replace(e, ip_adapters=e.ip_adapters + (adapter,)))}
 
 
 @contextmanager

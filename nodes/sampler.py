@@ -14,6 +14,7 @@ import weakref
 
 from nodegraph import Input, NodeUserError, Output, Param, PortType as T, node
 
+from . import _region_sampling as regions
 from ._diffusion_types import Latent
 from ._families import FAMILIES
 from .ip_adapter import installed
@@ -119,10 +120,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     from diffusers.utils.torch_utils import randn_tensor
 
     family = FAMILIES[model.family]
-    family.check(model, conditioning)
-    if negative is not None:
-        family.check(model, negative)
-        conditioning = dataclasses.replace(conditioning, negative=negative.positive)
+    conditioning = regions.checked(family, model, conditioning, negative)
     device, dtype = ctx.device, family.latent_dtype(model)
     end_step = steps if end_step == -1 else end_step
     if not 0 <= start_step < end_step <= steps:
@@ -139,16 +137,17 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     init = latent.samples.to(device=device, dtype=dtype)
     batch = init.shape[0]
     timesteps, _ = retrieve_timesteps(sched, steps, device, **family.timestep_kwargs(sched, model, init, steps))
+    schedule, first = len(timesteps), 0  # where this run's steps lie in the whole schedule (timestep ranges)
     from_noise = latent.meta.get("empty") or (latent.mask is not None and denoise >= 1.0)
     if denoise < 1.0:  # img2img: skip the first part of the schedule, as the family's img2img pipeline does
         begin = family.img2img_begin(steps, denoise) * sched.order
-        timesteps = timesteps[begin:]
+        timesteps, first = timesteps[begin:], begin
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(begin)
         if len(timesteps) == 0:
             return {"latent": latent}
     elif (start_step, end_step) != (0, steps):
-        timesteps = timesteps[start_step * sched.order: end_step * sched.order]
+        timesteps, first = timesteps[start_step * sched.order: end_step * sched.order], start_step * sched.order
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(start_step * sched.order)
 
@@ -161,9 +160,14 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
         latents = family.noised(sched, init, noise, timesteps[:1].repeat(batch))
 
     guided = family.guided(model, cfg)
-    embeds = _batch_embeds(*family.embeds(model, conditioning, latent), batch, guided, device)
     guidance = cfg if conditioning.guidance is None else conditioning.guidance
-    embeds.update(family.extra_inputs(model, guidance, batch, device, dtype))
+    extra_inputs = family.extra_inputs(model, guidance, batch, device, dtype)
+    positions = [(first + i) / schedule for i in range(len(timesteps))]
+    entries = regions.entries(model, conditioning, latent, positions, device)  # each prompt's region and weight
+    for entry in entries:
+        entry.embeds = {**_batch_embeds(*family.embeds(model, entry.cond, latent), batch, guided, device),
+                        **extra_inputs}
+        entry.controls = _prepare_controls(entry.cond.controls, latent, batch, guided, device, dtype)
     mask = masked = None
     if latent.mask is not None:
         mask = latent.mask.to(device=device, dtype=dtype)
@@ -173,20 +177,17 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     activate(model.denoiser, model.loras)
     apply_freeu(model.denoiser, model.freeu)
     runner = compiled(model, compile)
-    controls = _prepare_controls(conditioning.controls, latent, batch, guided, device, dtype)
-    with torch.inference_mode(), installed(model.denoiser, conditioning.ip_adapters, batch, guided, device,
+    with torch.inference_mode(), installed(model.denoiser, regions.ip_adapters(conditioning), batch, guided, device,
                                           dtype) as image_embeds:
-        if image_embeds is not None:
-            embeds["image_embeds"] = image_embeds
+        for entry in entries if image_embeds is not None else ():
+            entry.embeds["image_embeds"] = image_embeds
         for i, t in enumerate(timesteps):
             x = torch.cat([latents] * 2) if guided else latents
             x = family.scale_input(sched, x, t)
             if inpaint_channels:
                 extra_in = torch.cat([mask, masked], dim=1)
                 x = torch.cat([x, torch.cat([extra_in] * 2) if guided else extra_in], dim=1)
-            active = [(module, image, strength) for module, image, strength, control in controls
-                      if control.start <= i / total and (i + 1) / total <= control.end]  # diffusers' keep
-            prediction = family.predict(runner, x, t, embeds, active)
+            prediction = regions.predict(family, runner, x, t, entries, positions[i], i, total)
             if guided:
                 uncond, text = prediction.chunk(2)
                 prediction = uncond + cfg * (text - uncond)

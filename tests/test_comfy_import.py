@@ -270,7 +270,7 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "102": ("CLIPTextEncode", "cond.text", {"prompt": "a cat in a spacesuit"}),
     "103": ("PrimitiveString", "value.string", {"value": "a cat in a spacesuit"}),
     "104": ("CLIPTextEncode", "cond.text", {"prompt": "a starry sky"}),
-    "105": ("ConditioningCombine", "cond.combine", {}),
+    "105": ("ConditioningCombine", "cond.combine_list", {}),
     "106": ("CheckpointLoaderSimple", "model.checkpoint", {"model": "sd3.5_medium.safetensors"}),
     "107": ("EmptySD3LatentImage", "latent.empty", {"width": 1024, "height": 1024}),
     "108": ("ConditioningZeroOut", "cond.zero_out", {}),
@@ -300,6 +300,14 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "146": ("SaveImage", "image.save", {}),
     "147": ("ModelMergeSimple", "model.merge", {"ratio": 0.25}),  # ComfyUI weighs model1, we weigh b
     "148": ("CheckpointSave", "model.save", {"filename_prefix": "checkpoints/dreamshaper-merge"}),
+    "160": ("CLIPTextEncode", "cond.text", {"prompt": "a red barn"}),
+    "161": ("ConditioningSetArea", "cond.set_area", {"width": 256, "height": 768, "x": 0, "y": 0, "strength": 1.0}),
+    "162": ("ConditioningSetArea", "cond.set_area", {"width": 320, "height": 768, "x": 192, "y": 0, "strength": 0.8}),
+    "163": ("ConditioningCombine", "cond.combine_list", {}),
+    "164": ("ConditioningSetMask", "cond.set_mask", {"strength": 0.9, "set_cond_area": "mask bounds"}),
+    "165": ("ConditioningSetTimestepRange", "cond.timestep_range", {"start": 0.0, "end": 0.6}),
+    "166": ("ConditioningCombine", "cond.combine_list", {}),
+    "167": ("KSampler", "sampling.sampler", {"seed": 5, "steps": 20, "cfg": 7.0, "scheduler": "euler"}),
     "150": ("LoadAudio", "comfyui:LoadAudio", {}),
     "151": ("SaveAudio", "comfyui:SaveAudio", {}),
     "152": ("SaveAnimatedWEBP", "comfyui:SaveAnimatedWEBP", {}),
@@ -357,6 +365,12 @@ def test_every_class_links(every):
         "131.image -> 140.image", "131.image -> 141.image_a", "20.image -> 141.image_b", "141.image -> 142.image",
         "143.text -> 144.text", "140.width -> 145.width", "140.height -> 145.height", "142.image -> 145.image",
         "144.text -> 146.filename_prefix", "145.image -> 146.image",
+        # regional prompts: two areas combined, for the first 60% of the steps, with a masked prompt
+        "4.conditioning -> 161.conditioning", "3.text_encoder -> 160.text_encoder",
+        "160.conditioning -> 162.conditioning",
+        "161.conditioning -> 163.a", "162.conditioning -> 163.b", "160.conditioning -> 164.conditioning",
+        "75.mask -> 164.mask", "163.conditioning -> 165.conditioning", "165.conditioning -> 166.a",
+        "164.conditioning -> 166.b", "166.conditioning -> 167.conditioning", "5.conditioning -> 167.negative",
         # two prompts' tokens joined
         "4.conditioning -> 138.a", "5.conditioning -> 138.b",
         # the decoded hires picture through an upscale model
@@ -682,7 +696,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "111 of 114 ComfyUI nodes converted" in done.stderr
+    assert "119 of 122 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 150 (LoadAudio)" in done.stderr
     assert "not converted: node 152 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all
@@ -774,6 +788,11 @@ def test_latent_upscale_with_crop_center_is_noted():
     prompt["13"]["inputs"]["crop"] = "center"
     wf = from_document(prompt, strict=False)
     assert any(n.startswith("node 13 (LatentUpscale)") and "crop" in n for n in wf.imported.notes)
+
+
+def test_a_timestep_range_says_it_counts_steps_where_comfyui_counts_noise_levels(every):
+    assert any(n.startswith("node 165 (ConditioningSetTimestepRange)") and "fractions of the Sampler's steps" in n
+               for n in every.imported.notes)
 
 
 def test_a_class_name_with_its_old_trailing_space_still_maps(tmp_path):

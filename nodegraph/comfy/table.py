@@ -147,9 +147,10 @@ def _complement(value: Any, notes: list) -> float:
     return round(1.0 - float(value), 6)  # ComfyUI weighs the first conditioning; our weight is the second's
 
 
-def _combine_notes(values: dict, notes: list) -> dict:
-    notes.append("ComfyUI samples with both conditionings and mixes the predictions; here their embeddings are "
-                 "averaged (ConditioningAverage at 0.5)")
+def _range_notes(values: dict, notes: list) -> dict:
+    if (float(values.get("start", 0.0)), float(values.get("end", 1.0))) != (0.0, 1.0):
+        notes.append("start and end are fractions of the Sampler's steps here, of the model's noise levels in "
+                     "ComfyUI (the same steps on an evenly spaced schedule)")
     return {}
 
 
@@ -261,8 +262,20 @@ TABLE: dict[str, Spec] = {
                            derive=_prompt_notes,
                            outputs=("conditioning",)),
     "ConditioningZeroOut": Spec("cond.zero_out", inputs={"conditioning": "conditioning"}, outputs=("conditioning",)),
-    "ConditioningCombine": Spec("cond.combine", inputs={"conditioning_1": "a", "conditioning_2": "b"},
-                                derive=_combine_notes, outputs=("conditioning",)),
+    "ConditioningCombine": Spec("cond.combine_list", inputs={"conditioning_1": "a", "conditioning_2": "b"},
+                                outputs=("conditioning",)),
+    "ConditioningSetArea": Spec("cond.set_area", ("width", "height", "x", "y", "strength"),
+                                inputs={"conditioning": "conditioning"},
+                                params={k: k for k in ("width", "height", "x", "y", "strength")},
+                                outputs=("conditioning",)),
+    "ConditioningSetMask": Spec("cond.set_mask", ("strength", "set_cond_area"),
+                                inputs={"conditioning": "conditioning", "mask": "mask"},
+                                params={"strength": "strength", "set_cond_area": "set_cond_area"},
+                                outputs=("conditioning",)),
+    "ConditioningSetTimestepRange": Spec("cond.timestep_range", ("start", "end"),
+                                         inputs={"conditioning": "conditioning"},
+                                         params={"start": "start", "end": "end"}, derive=_range_notes,
+                                         outputs=("conditioning",)),
     "ConditioningConcat": Spec("cond.concat", inputs={"conditioning_to": "a", "conditioning_from": "b"},
                                outputs=("conditioning",)),
     "ConditioningAverage": Spec("cond.combine", ("conditioning_to_strength",),
@@ -403,6 +416,7 @@ DISPLAY = {  # ComfyUI's default node titles (an API file writes one for every n
     "LoraLoader": "Load LoRA", "CLIPLoader": "Load CLIP", "ControlNetLoader": "Load ControlNet Model",
     "UNETLoader": "Load Diffusion Model", "CLIPTextEncode": "CLIP Text Encode (Prompt)",
     "CLIPSetLastLayer": "CLIP Set Last Layer", "ConditioningCombine": "Conditioning (Combine)",
+    "ConditioningSetArea": "Conditioning (Set Area)", "ConditioningSetMask": "Conditioning (Set Mask)",
     "ControlNetApply": "Apply ControlNet", "ControlNetApplyAdvanced": "Apply ControlNet (Advanced)",
     "VAEEncodeForInpaint": "VAE Encode (for Inpainting)", "SetLatentNoiseMask": "Set Latent Noise Mask",
     "VAEDecode": "VAE Decode", "VAEEncode": "VAE Encode", "VAEDecodeTiled": "VAE Decode (Tiled)",
