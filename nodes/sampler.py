@@ -19,6 +19,7 @@ from ._families import FAMILIES
 from .ip_adapter import installed
 from .lora import activate
 from .model_patches import apply_freeu
+from .perturbed_attention import perturbed
 
 SCHEDULERS = {
     "default": (None, {}),  # the scheduler the model was saved with
@@ -175,7 +176,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     runner = compiled(model, compile)
     controls = _prepare_controls(conditioning.controls, latent, batch, guided, device, dtype)
     with torch.inference_mode(), installed(model.denoiser, conditioning.ip_adapters, batch, guided, device,
-                                          dtype) as image_embeds:
+                                          dtype) as image_embeds, perturbed(model, guided, cfg) as guide:
         if image_embeds is not None:
             embeds["image_embeds"] = image_embeds
         for i, t in enumerate(timesteps):
@@ -186,10 +187,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
                 x = torch.cat([x, torch.cat([extra_in] * 2) if guided else extra_in], dim=1)
             active = [(module, image, strength) for module, image, strength, control in controls
                       if control.start <= i / total and (i + 1) / total <= control.end]  # diffusers' keep
-            prediction = family.predict(runner, x, t, embeds, active)
-            if guided:
-                uncond, text = prediction.chunk(2)
-                prediction = uncond + cfg * (text - uncond)
+            prediction = guide(family.predict, runner, x, t, embeds, active)  # with CFG (and PAG)
             latents = sched.step(prediction, t, latents, **extra, return_dict=False)[0]
             if mask is not None and not inpaint_channels:  # keep the unmasked area on the input's path
                 known = init

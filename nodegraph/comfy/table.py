@@ -210,6 +210,13 @@ def _image_scale(values: dict, notes: list) -> dict:
     return {}
 
 
+def _pag_notes(values: dict, notes: list) -> dict:
+    notes.append("PerturbedAttentionGuidance: ComfyUI perturbs the self-attention of the UNet's middle block, which "
+                 "is 'mid', the default here for SD/SDXL; on SD3 (no middle block, where ComfyUI's patch finds no "
+                 "layer) the default here is diffusers' 'blocks.1'")
+    return {}
+
+
 # ----- the table --------------------------------------------------------------------------------------
 
 TABLE: dict[str, Spec] = {
@@ -347,6 +354,8 @@ TABLE: dict[str, Spec] = {
                              outputs=("model",)),
     "ModelSamplingAuraFlow": Spec("model.shift", ("shift",), inputs={"model": "model"}, params={"shift": "shift"},
                                   outputs=("model",)),
+    "PerturbedAttentionGuidance": Spec("model.pag", ("scale",), inputs={"model": "model"}, params={"scale": "scale"},
+                                       derive=_pag_notes, outputs=("model",)),
     "Note": Spec("doc.note", ("text",), params={"text": "text"}),
     "MarkdownNote": Spec("doc.note", ("text",), params={"text": "text"}),
 }
