@@ -18,7 +18,7 @@ from ._diffusion_types import Latent
 from ._families import FAMILIES
 from .ip_adapter import installed
 from .lora import activate
-from .model_patches import apply_freeu
+from .model_patches import apply_freeu, step_mask
 from .perturbed_attention import perturbed
 
 SCHEDULERS = {
@@ -140,6 +140,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     init = latent.samples.to(device=device, dtype=dtype)
     batch = init.shape[0]
     timesteps, _ = retrieve_timesteps(sched, steps, device, **family.timestep_kwargs(sched, model, init, steps))
+    stop = timesteps[end_step * sched.order] if end_step < steps else None  # where the run stops (None: clean)
     from_noise = latent.meta.get("empty") or (latent.mask is not None and denoise >= 1.0)
     if denoise < 1.0:  # img2img: skip the first part of the schedule, as the family's img2img pipeline does
         begin = family.img2img_begin(steps, denoise) * sched.order
@@ -193,7 +194,8 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
                 known = init
                 if i < total - 1:
                     known = family.noised(sched, init, noise, timesteps[i + 1: i + 2])
-                latents = (1 - mask) * known + mask * latents
+                step = step_mask(model, mask, timesteps, i, stop)  # Differential Diffusion: this step's mask
+                latents = (1 - step) * known + step * latents
             ctx.progress((i + 1) / total, preview=lambda: latent_preview(latents))
     meta = {k: v for k, v in latent.meta.items() if k != "empty"}
     return {"latent": Latent(latents, latent.channels, latent.mask, latent.masked, latent.source_image,

@@ -301,6 +301,7 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "151": ("SaveAudio", "comfyui:SaveAudio", {}),
     "152": ("SaveAnimatedWEBP", "comfyui:SaveAnimatedWEBP", {}),
     "170": ("PerturbedAttentionGuidance", "model.pag", {"scale": 2.5, "layers": "default"}),
+    "171": ("DifferentialDiffusion", "model.differential_diffusion", {"strength": 0.75}),
 }
 
 
@@ -360,7 +361,7 @@ def test_every_class_links(every):
         # the decoded hires picture through an upscale model
         "120.upscale_model -> 121.upscale_model", "11.image -> 121.image", "121.image -> 122.image",
         # model patches
-        "1.model -> 170.model",
+        "1.model -> 170.model", "170.model -> 171.model",
     }
     assert expected <= links, expected - links
 
@@ -682,7 +683,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "109 of 112 ComfyUI nodes converted" in done.stderr
+    assert "110 of 113 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 150 (LoadAudio)" in done.stderr
     assert "not converted: node 152 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all
