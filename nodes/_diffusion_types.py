@@ -21,6 +21,8 @@ class DiffusionModel:
     source: str
     loras: tuple[tuple[str, float], ...] = ()  # (adapter name, strength) to switch on before sampling
     freeu: tuple[float, float, float, float] | None = None  # FreeU's (s1, s2, b1, b2), switched on before sampling
+    pag: tuple[float, str] | None = None  # perturbed-attention guidance's (scale, layers), run by the Sampler
+    differential: float | None = None  # Differential Diffusion's strength: per-step masks from a soft inpaint mask
 
     @property
     def in_channels(self) -> int:

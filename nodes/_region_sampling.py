@@ -187,26 +187,29 @@ def _check_coverage(placed: list[Entry], positions: list[float], size) -> None:
                                 f"area for the background")
 
 
-def predict(family, runner, x, t, placed: list[Entry], at: float, step: int, total: int):
-    """The denoiser's prediction for batch ``x`` at ``t``: each acting prompt on its region, blended by weight."""
+def predict(predict_one, runner, x, t, placed: list[Entry], at: float, step: int, total: int):
+    """The guided prediction for batch ``x`` at ``t``: each acting prompt on its region, blended by weight.
+    ``predict_one(runner, x, t, embeds, controls)`` is one prompt's prediction with its guidance applied (CFG,
+    PAG); guidance is linear in the predictions it mixes, so blending guided predictions equals guiding
+    blended ones, as ComfyUI does it."""
     import torch
 
     width = x.shape[-1]
     acting = [e for e in placed if e.acts_at(at)]
     if len(acting) == 1 and acting[0].whole:
         entry = acting[0]
-        return family.predict(runner, x, t, entry.embeds, entry.controls_at(step, total, width))
+        return predict_one(runner, x, t, entry.embeds, entry.controls_at(step, total, width))
     out = count = prediction = None
     for entry in acting:
         y0, y1, x0, x1 = entry.region
-        prediction = family.predict(runner, x[..., y0:y1, x0:x1], t, entry.embeds,
-                                    entry.controls_at(step, total, width))
+        prediction = predict_one(runner, x[..., y0:y1, x0:x1], t, entry.embeds, entry.controls_at(step, total, width))
         if out is None:
-            out = torch.zeros((x.shape[0], prediction.shape[1], *x.shape[-2:]), device=x.device, dtype=torch.float32)
-            count = torch.zeros((x.shape[0], 1, *x.shape[-2:]), device=x.device, dtype=torch.float32)
+            out = torch.zeros((prediction.shape[0], prediction.shape[1], *x.shape[-2:]), device=x.device,
+                              dtype=torch.float32)
+            count = torch.zeros((prediction.shape[0], 1, *x.shape[-2:]), device=x.device, dtype=torch.float32)
         weight = entry.weight
-        if weight.shape[0] != 1:  # one mask per picture: the same masks for the negative half
-            weight = weight.repeat(x.shape[0] // weight.shape[0], 1, 1, 1)
+        if weight.shape[0] != 1:  # one mask per picture
+            weight = weight.repeat(prediction.shape[0] // weight.shape[0], 1, 1, 1)
         out[..., y0:y1, x0:x1] += prediction.float() * weight
         count[..., y0:y1, x0:x1] += weight
     return (out / count).to(prediction.dtype)

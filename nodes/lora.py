@@ -34,6 +34,29 @@ def activate(module, loras) -> None:
         set_adapter_layers(module, enabled=False)
 
 
+def baked(family, modules: dict) -> dict:
+    """``modules`` (pipeline component name -> (module, loras)) with the LoRAs fused into copies of their weights
+    and no adapter layers left, through diffusers' ``fuse_lora`` and ``unload_lora_weights`` on the copies (the
+    shared modules keep their adapters); a module holding no adapters comes back as it is."""
+    import copy
+
+    copies, fuse = {}, {}
+    for name, (module, loras) in modules.items():
+        config = getattr(module, "peft_config", None)
+        if not config:
+            continue
+        copies[name] = copy.deepcopy(module)
+        activate(copies[name], loras)
+        fuse[name] = [adapter for adapter, _ in loras if adapter in config]
+    if copies:
+        pipe = partial_pipeline(family.pipeline, copies)
+        for name, adapters in fuse.items():
+            if adapters:  # each adapter at the strength activate() gave it on this module
+                pipe.fuse_lora(components=[name], adapter_names=adapters)
+        pipe.unload_lora_weights()
+    return {name: copies.get(name, module) for name, (module, _) in modules.items()}
+
+
 def _weights_file(path: Path) -> Path:
     if path.is_file():
         if path.suffix != ".safetensors":

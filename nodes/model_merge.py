@@ -3,7 +3,8 @@
 Merge makes a new denoiser (a copy of the first, so both loaded models stay as they were) whose every
 weight is ``(1 - ratio) * a + ratio * b``: the weighted-sum merge of ComfyUI's ModelMergeSimple and of the
 A1111 checkpoint merger. Save Checkpoint writes the family's diffusers pipeline folder (``save_pretrained``,
-safetensors only) into the output folder under a new name, whole or not at all.
+safetensors only) into the output folder under a new name, whole or not at all. LoRAs on the models are
+fused into copies of the weights first (diffusers' ``fuse_lora``), never into the shared loaded modules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from nodegraph import NodegraphError
 from nodegraph.files import inside, move_to_new_folder
 
 from ._families import FAMILIES, partial_pipeline
+from .lora import baked
 
 
 @node(
@@ -29,25 +31,30 @@ from ._families import FAMILIES, partial_pipeline
     outputs=[Output("model", T.MODEL)],
 )
 def merge(ctx, a, b, ratio):
-    """A weighted sum of two models of one architecture (two fine-tunes of the same base, say)."""
+    """A weighted sum of two models of one architecture (two fine-tunes of the same base, say); a LoRA on
+    either model is fused into its weights first, so the merge is of the models as they sample."""
     import torch
 
     if a.family != b.family:
         raise NodeUserError(f"cannot merge a {FAMILIES[a.family].title} model with a {FAMILIES[b.family].title} one")
-    theirs = b.denoiser.state_dict()
-    ours = a.denoiser.state_dict()
+    family = FAMILIES[a.family]
+    first = baked(family, {family.denoiser_name: (a.denoiser, a.loras)})[family.denoiser_name]
+    second = baked(family, {family.denoiser_name: (b.denoiser, b.loras)})[family.denoiser_name]
+    theirs = second.state_dict()  # each model with its LoRAs fused in, as it samples
+    ours = first.state_dict()
     wrong = [k for k, v in ours.items() if k not in theirs or theirs[k].shape != v.shape]
     if wrong:
         raise NodeUserError(f"the two models differ in architecture ({len(wrong)} weights do not match, e.g. "
                             f"{wrong[0]!r}): merge fine-tunes of the same base")
-    merged = copy.deepcopy(a.denoiser)
+    merged = first if first is not a.denoiser else copy.deepcopy(a.denoiser)
     with torch.no_grad():
         for name, tensor in merged.state_dict().items():
             if tensor.is_floating_point():
                 other = theirs[name].to(tensor.device, tensor.dtype)
                 tensor.copy_(torch.lerp(ours[name].to(tensor.dtype), other, ratio) if 0 < ratio < 1
                              else (other if ratio == 1 else ours[name]))
-    return {"model": dataclasses.replace(a, denoiser=merged, source=f"merge of {a.source} and {b.source} at {ratio}")}
+    return {"model": dataclasses.replace(a, denoiser=merged, loras=(),
+                                         source=f"merge of {a.source} and {b.source} at {ratio}")}
 
 
 @node(
@@ -62,7 +69,8 @@ def merge(ctx, a, b, ratio):
 )
 def save_checkpoint(ctx, model, text_encoder, vae, filename_prefix):
     """Write the model, its text encoder(s) and VAE as a diffusers pipeline folder (safetensors), which
-    Load Checkpoint, diffusers' from_pretrained and ComfyUI's diffusers loader all read."""
+    Load Checkpoint, diffusers' from_pretrained and ComfyUI's diffusers loader all read. LoRAs applied by
+    Load LoRA are fused into the saved weights at their strengths, so the folder draws what the model drew."""
     family = FAMILIES[model.family]
     if text_encoder.family != model.family:
         raise NodeUserError(f"the text encoder is for {FAMILIES[text_encoder.family].title}, the model for "
@@ -71,7 +79,10 @@ def save_checkpoint(ctx, model, text_encoder, vae, filename_prefix):
 
     config = dict(model.scheduler_config)
     scheduler = getattr(diffusers, config.get("_class_name", "")).from_config(config)
-    pipe = partial_pipeline(family.pipeline, {**text_encoder.components, family.denoiser_name: model.denoiser,
+    modules = {name: (module, text_encoder.loras) for name, module in text_encoder.components.items()
+               if name.startswith("text_encoder")}
+    modules[family.denoiser_name] = (model.denoiser, model.loras)
+    pipe = partial_pipeline(family.pipeline, {**text_encoder.components, **baked(family, modules),  # LoRAs fused in
                                               "vae": vae.module, "scheduler": scheduler})
     try:
         first = inside(ctx.output_dir, f"{filename_prefix}_00001")

@@ -1,4 +1,4 @@
-"""Changes to how a model runs that need no new weights: FreeU.
+"""Changes to how a model runs that need no new weights: FreeU, Differential Diffusion.
 
 Like a LoRA, the MODEL value coming out only *says* what to switch on; the Sampler switches it on (and
 everything else off) on the shared denoiser right before it samples, so the loaded model stays the base
@@ -41,3 +41,40 @@ def freeu(ctx, model, b1, b2, s1, s2):
         raise NodeUserError(f"FreeU works on UNet models (SD 1.x/2.x, SDXL); this {model.family} model's "
                             "denoiser is a transformer")
     return {"model": dataclasses.replace(model, freeu=(s1, s2, b1, b2))}
+
+
+def step_mask(model, mask, timesteps, i: int, stop=None):
+    """The mask the Sampler blends with after step ``i`` (1 = this step's result, 0 = the input's path).
+
+    Plain inpainting blends with the mask as it is. With Differential Diffusion it is ComfyUI's
+    DifferentialDiffusion rule: ``mask >= threshold``, the threshold falling linearly in the model's
+    timestep from 1 at the first step to 0 where the run stops (``stop``, or the clean end), so a grey
+    value g is repainted over the last g of the run; below strength 1 it is mixed with the mask itself.
+    """
+    if model.differential is None:
+        return mask
+    start, now = float(timesteps[0]), float(timesteps[i])
+    end = 0.0 if stop is None else float(stop)
+    threshold = (now - end) / (start - end) if start > end else 0.0
+    binary = (mask >= threshold).to(mask.dtype)
+    strength = model.differential
+    return strength * binary + (1 - strength) * mask if strength < 1 else binary
+
+
+@node(
+    "model.differential_diffusion",
+    title="Differential Diffusion",
+    category="generate/models",
+    inputs=[Input("model", T.MODEL)],
+    params=[
+        Param("strength", T.FLOAT, 1.0, min=0.0, max=1.0, step=0.01,
+              description="1: each step's mask is the soft mask thresholded by the step's progress; lower values "
+                          "mix that with the soft mask itself (ComfyUI's strength)"),
+    ],
+    outputs=[Output("model", T.MODEL)],
+)
+def differential_diffusion(ctx, model, strength):
+    """Differential Diffusion (Levin & Fried 2023): a soft inpainting mask says how much each pixel may change.
+    Every step the Sampler keeps the input where the mask is below a threshold that falls from 1 to 0 over the
+    run, so grey areas are repainted only in the later, finer steps (ComfyUI's DifferentialDiffusion)."""
+    return {"model": dataclasses.replace(model, differential=float(strength))}

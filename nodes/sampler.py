@@ -19,7 +19,8 @@ from ._diffusion_types import Latent
 from ._families import FAMILIES
 from .ip_adapter import installed
 from .lora import activate
-from .model_patches import apply_freeu
+from .model_patches import apply_freeu, step_mask
+from .perturbed_attention import perturbed
 
 SCHEDULERS = {
     "default": (None, {}),  # the scheduler the model was saved with
@@ -138,6 +139,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     batch = init.shape[0]
     timesteps, _ = retrieve_timesteps(sched, steps, device, **family.timestep_kwargs(sched, model, init, steps))
     schedule, first = len(timesteps), 0  # where this run's steps lie in the whole schedule (timestep ranges)
+    stop = timesteps[end_step * sched.order] if end_step < steps else None  # where the run stops (None: clean)
     from_noise = latent.meta.get("empty") or (latent.mask is not None and denoise >= 1.0)
     if denoise < 1.0:  # img2img: skip the first part of the schedule, as the family's img2img pipeline does
         begin = family.img2img_begin(steps, denoise) * sched.order
@@ -178,7 +180,7 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
     apply_freeu(model.denoiser, model.freeu)
     runner = compiled(model, compile)
     with torch.inference_mode(), installed(model.denoiser, regions.ip_adapters(conditioning), batch, guided, device,
-                                          dtype) as image_embeds:
+                                          dtype) as image_embeds, perturbed(model, guided, cfg) as guide:
         for entry in entries if image_embeds is not None else ():
             entry.embeds["image_embeds"] = image_embeds
         for i, t in enumerate(timesteps):
@@ -187,16 +189,15 @@ def sampler(ctx, model, conditioning, latent, seed, steps, cfg, scheduler, denoi
             if inpaint_channels:
                 extra_in = torch.cat([mask, masked], dim=1)
                 x = torch.cat([x, torch.cat([extra_in] * 2) if guided else extra_in], dim=1)
-            prediction = regions.predict(family, runner, x, t, entries, positions[i], i, total)
-            if guided:
-                uncond, text = prediction.chunk(2)
-                prediction = uncond + cfg * (text - uncond)
+            guided_predict = lambda *args: guide(family.predict, *args)  # noqa: E731  (with CFG, and PAG)
+            prediction = regions.predict(guided_predict, runner, x, t, entries, positions[i], i, total)
             latents = sched.step(prediction, t, latents, **extra, return_dict=False)[0]
             if mask is not None and not inpaint_channels:  # keep the unmasked area on the input's path
                 known = init
                 if i < total - 1:
                     known = family.noised(sched, init, noise, timesteps[i + 1: i + 2])
-                latents = (1 - mask) * known + mask * latents
+                step = step_mask(model, mask, timesteps, i, stop)  # Differential Diffusion: this step's mask
+                latents = (1 - step) * known + step * latents
             ctx.progress((i + 1) / total, preview=lambda: latent_preview(latents))
     meta = {k: v for k, v in latent.meta.items() if k != "empty"}
     return {"latent": Latent(latents, latent.channels, latent.mask, latent.masked, latent.source_image,

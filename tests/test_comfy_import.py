@@ -311,6 +311,8 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "150": ("LoadAudio", "comfyui:LoadAudio", {}),
     "151": ("SaveAudio", "comfyui:SaveAudio", {}),
     "152": ("SaveAnimatedWEBP", "comfyui:SaveAnimatedWEBP", {}),
+    "170": ("PerturbedAttentionGuidance", "model.pag", {"scale": 2.5, "layers": "default"}),
+    "171": ("DifferentialDiffusion", "model.differential_diffusion", {"strength": 0.75}),
 }
 
 
@@ -375,6 +377,8 @@ def test_every_class_links(every):
         "4.conditioning -> 138.a", "5.conditioning -> 138.b",
         # the decoded hires picture through an upscale model
         "120.upscale_model -> 121.upscale_model", "11.image -> 121.image", "121.image -> 122.image",
+        # model patches
+        "1.model -> 170.model", "170.model -> 171.model",
     }
     assert expected <= links, expected - links
 
@@ -416,6 +420,8 @@ def test_inexact_conversions_are_noted(every):
     assert "node 8 " not in notes  # dpmpp_2m + karras has an exact twin
     assert "node 139 (FreeU): ComfyUI's FreeU picks the up-blocks by channel count" in notes
     assert "node 148 (CheckpointSave): writes a diffusers folder" in notes
+    assert "node 170 (PerturbedAttentionGuidance): PerturbedAttentionGuidance: ComfyUI perturbs the self-attention " \
+           "of the UNet's middle block, which is 'mid'" in notes
 
 
 def test_titles_from_meta(every):
@@ -696,7 +702,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "119 of 122 ComfyUI nodes converted" in done.stderr
+    assert "121 of 124 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 150 (LoadAudio)" in done.stderr
     assert "not converted: node 152 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all

@@ -223,6 +223,20 @@ def _image_scale(values: dict, notes: list) -> dict:
     return {}
 
 
+def _pag_notes(values: dict, notes: list) -> dict:
+    notes.append("PerturbedAttentionGuidance: ComfyUI perturbs the self-attention of the UNet's middle block, which "
+                 "is 'mid', the default here for SD/SDXL; on SD3 (no middle block, where ComfyUI's patch finds no "
+                 "layer) the default here is diffusers' 'blocks.1'")
+    return {}
+
+
+def _differential_strength(values: dict, notes: list) -> dict:
+    if "strength" in values and not values["strength"]:  # ComfyUI: `if strength and strength < 1` -> full strength
+        notes.append("DifferentialDiffusion strength 0 acts as 1 in ComfyUI; written as 1 here")
+        return {"strength": 1.0}
+    return {}
+
+
 # ----- the table --------------------------------------------------------------------------------------
 
 TABLE: dict[str, Spec] = {
@@ -379,6 +393,10 @@ TABLE: dict[str, Spec] = {
                              outputs=("model",)),
     "ModelSamplingAuraFlow": Spec("model.shift", ("shift",), inputs={"model": "model"}, params={"shift": "shift"},
                                   outputs=("model",)),
+    "PerturbedAttentionGuidance": Spec("model.pag", ("scale",), inputs={"model": "model"}, params={"scale": "scale"},
+                                       derive=_pag_notes, outputs=("model",)),
+    "DifferentialDiffusion": Spec("model.differential_diffusion", ("strength",), inputs={"model": "model"},
+                                  params={"strength": "strength"}, derive=_differential_strength, outputs=("model",)),
     "Note": Spec("doc.note", ("text",), params={"text": "text"}),
     "MarkdownNote": Spec("doc.note", ("text",), params={"text": "text"}),
 }
