@@ -436,3 +436,23 @@ def grounding_dino(folder: Path, seed: int = 0) -> Path:
     images = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
     GroundingDinoProcessor(images, tokenizer).save_pretrained(folder)
     return folder
+
+
+def clipseg(folder: Path, seed: int = 0) -> Path:
+    """A tiny CLIPSeg folder (2-layer CLIP towers, a decoder reading both vision layers) with the ViT image
+    processor and CLIP tokenizer it ships with."""
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer, ViTImageProcessor
+
+    write_clip_tokenizer(folder)
+    tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+    tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    config = CLIPSegConfig(
+        text_config=dict(vocab_size=1024, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+                         **tower),
+        vision_config=dict(image_size=32, patch_size=8, **tower), projection_dim=16, extract_layers=[0, 1],
+        reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=37)
+    torch.manual_seed(seed)
+    CLIPSegForImageSegmentation(config).save_pretrained(folder, safe_serialization=True)
+    images = ViTImageProcessor(size={"height": 32, "width": 32}, resample=2)  # bilinear, as CLIPSeg's own
+    CLIPSegProcessor(images, tokenizer).save_pretrained(folder)
+    return folder
