@@ -32,6 +32,8 @@ BUILDERS = {
     "demo-controlnet-canny": tiny_models.controlnet,
     "demo-clip": tiny_models.clip_image_encoder,
     "demo-depth": tiny_models.depth_anything,
+    "demo-owlvit": tiny_models.owlvit,
+    "demo-clipseg": tiny_models.clipseg,
     "demo-esrgan-x2.safetensors": tiny_upscalers.demo_esrgan_x2,
 }
 
