@@ -16,7 +16,7 @@ from nodegraph.models import MODEL_HINT
 from nodegraph.node import Input
 
 from . import _model_files as files
-from .detect import load_transformers, model_type, to_device
+from .detect import load_transformers, model_type, refuse_long_texts, to_device
 
 
 @dataclass(eq=False)
@@ -83,6 +83,7 @@ def text_to_mask(ctx, clipseg_model, image, prompt, combine, threshold):
 
     texts = prompt_texts(prompt)
     model, processor = clipseg_model.model, clipseg_model.processor
+    refuse_long_texts(processor.tokenizer, texts, model.config.text_config.max_position_embeddings, "CLIPSeg")
     masks = []
     for picture in to_pil(image):
         batch = processor(text=texts, images=[picture] * len(texts), padding=True, return_tensors="pt")

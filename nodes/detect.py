@@ -94,6 +94,15 @@ def prompt_labels(prompt: str) -> list[str]:
     return labels
 
 
+def refuse_long_texts(tokenizer, texts, limit: int, model_name: str) -> None:
+    """A NodeUserError naming a text the model cannot read whole (its text encoder has ``limit`` positions)."""
+    for text in texts:
+        count = len(tokenizer(text, verbose=False)["input_ids"])
+        if count > limit:
+            raise NodeUserError(f"prompt: {text[:60]!r} is {count} tokens, more than the {limit} that {model_name} "
+                                f"reads; shorten it")
+
+
 def to_device(batch, model) -> dict:
     """A processor's tensors on the model's device; pictures in the model's dtype, token ids as they are."""
     return {k: v.to(device=model.device, dtype=model.dtype) if v.is_floating_point() else v.to(model.device)
@@ -134,12 +143,17 @@ def detect_objects(ctx, detect_model, image, prompt, threshold, text_threshold, 
     size = [(picture.height, picture.width)]
     if detect_model.kind == "grounding-dino":
         batch = processor(images=[picture], text=labels, return_tensors="pt")  # it joins them: "a cat. a dog."
+        if batch["input_ids"].shape[-1] > model.config.max_text_len:
+            raise NodeUserError(f"prompt: the labels make {batch['input_ids'].shape[-1]} tokens, more than the "
+                                f"{model.config.max_text_len} that Grounding DINO reads; shorten it")
         with torch.inference_mode():
             output = model(**to_device(batch, model))
         [found] = processor.post_process_grounded_object_detection(
             output, batch["input_ids"].to(model.device), threshold=threshold, text_threshold=text_threshold,
             target_sizes=size)
     else:
+        refuse_long_texts(processor.tokenizer, labels, model.config.text_config.max_position_embeddings,
+                          "OWL-ViT" if detect_model.kind == "owlvit" else "OWLv2")
         batch = processor(images=[picture], text=[labels], return_tensors="pt")
         with torch.inference_mode():
             output = model(**to_device(batch, model))

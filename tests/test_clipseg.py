@@ -104,3 +104,9 @@ def test_a_folder_that_is_not_clipseg_is_refused_in_words(tmp_path):
 def test_an_empty_prompt_is_refused_in_words(clipseg_folder):
     with pytest.raises(nodegraph.NodeFailed, match="node 'mask' failed: prompt: name what to mask"):
         masks(clipseg_workflow(clipseg_folder, " , "))
+
+
+def test_a_text_longer_than_clipseg_reads_is_refused_in_words(clipseg_folder):
+    with pytest.raises(nodegraph.NodeFailed, match="prompt: 'zebra zebra .*' is \\d+ tokens, more than the 77 that "
+                                                   "CLIPSeg reads; shorten it"):
+        masks(clipseg_workflow(clipseg_folder, "a cat, " + "zebra " * 20))

@@ -138,3 +138,14 @@ def test_a_folder_that_is_not_a_detector_is_refused_in_words(tmp_path):
 def test_an_empty_prompt_is_refused_in_words(folders):
     with pytest.raises(nodegraph.NodeFailed, match="node 'detect' failed: prompt: name what to find"):
         detect(detect_workflow(folders["owlvit"], " , ."))
+
+
+@pytest.mark.parametrize("kind, words", [("owlvit", "'a zebra beside the umbrella' is 2\\d tokens, more than the 16 that "
+                                                   "OWL-ViT reads"),
+                                         ("owlv2", ".* is 2\\d tokens, more than the 16 that OWLv2 reads"),
+                                         ("grounding-dino", "the labels make \\d+ tokens, more than the 32 that Grounding "
+                                                            "DINO reads")])
+def test_a_prompt_longer_than_the_model_reads_is_refused_in_words(folders, kind, words):
+    prompt = "a cat, a zebra beside the umbrella" + ", a dog" * (4 if kind == "grounding-dino" else 0)
+    with pytest.raises(nodegraph.NodeFailed, match=f"node 'detect' failed: prompt: {words}; shorten it"):
+        detect(detect_workflow(folders[kind], prompt))
