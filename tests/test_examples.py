@@ -33,6 +33,8 @@ BUILDERS = {
     "demo-clip": tiny_models.clip_image_encoder,
     "demo-depth": tiny_models.depth_anything,
     "demo-sam": tiny_models.sam,
+    "demo-owlvit": tiny_models.owlvit,
+    "demo-clipseg": tiny_models.clipseg,
     "demo-esrgan-x2.safetensors": tiny_upscalers.demo_esrgan_x2,
 }
 

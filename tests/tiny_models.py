@@ -409,4 +409,115 @@ def sam3_tracker(folder: Path, seed: int = 0) -> Path:
                                        mask_decoder_config=decoder)).save_pretrained(folder, safe_serialization=True)
     Sam3TrackerProcessor(Sam3ImageProcessor(size={"height": 56, "width": 56}, mask_size={"height": 16, "width": 16})
                          ).save_pretrained(folder)
+
+
+def write_owl_tokenizer(folder: Path, max_length: int = 16) -> None:
+    """The CLIP tokenizer of :func:`write_clip_tokenizer`, numbered the way OWL-ViT's real one is: "!" (its pad
+    token) first and the start/end tokens last, since OWL-ViT reads a query whose first token id is 0 as padding."""
+    import json
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_tokenizer(Path(tmp), max_length)
+        vocab = json.loads((Path(tmp) / "vocab.json").read_text())
+        merges = (Path(tmp) / "merges.txt").read_text()
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    words = [w for w in vocab if w not in specials] + specials
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(words)}))
+    (folder / "merges.txt").write_text(merges)
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length,
+                  bos_token=specials[0], eos_token=specials[1], pad_token="!", unk_token=specials[1]).save_pretrained(folder)
+
+
+def _owl_config(config_class, vocab_size: int):
+    tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    text = dict(vocab_size=vocab_size, max_position_embeddings=16, pad_token_id=0, bos_token_id=vocab_size - 2,
+                eos_token_id=vocab_size - 1, **tower)
+    # the class head compares image embeddings with text embeddings: projection_dim is the text width
+    return config_class(text_config=text, vision_config=dict(image_size=32, patch_size=8, **tower), projection_dim=32)
+
+
+def owlvit(folder: Path, seed: int = 0, version: int = 1) -> Path:
+    """A tiny OWL-ViT (or with ``version=2`` OWLv2) detector folder with its processor and CLIP tokenizer."""
+    from transformers import (CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor,
+                              OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor)
+
+    write_owl_tokenizer(folder)
+    tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+    torch.manual_seed(seed)
+    if version == 1:
+        OwlViTForObjectDetection(_owl_config(OwlViTConfig, len(tokenizer))).save_pretrained(folder, safe_serialization=True)
+        images = OwlViTImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32})
+        OwlViTProcessor(images, tokenizer).save_pretrained(folder)
+    else:
+        Owlv2ForObjectDetection(_owl_config(Owlv2Config, len(tokenizer))).save_pretrained(folder, safe_serialization=True)
+        Owlv2Processor(Owlv2ImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(folder)
+    return folder
+
+
+def owlv2(folder: Path, seed: int = 0) -> Path:
+    return owlvit(folder, seed, version=2)
+
+
+BERT_WORDS = ["a", "cat", "dog", "tree", "building", "the", "red", "circle", "square"]
+
+
+def write_bert_tokenizer(folder: Path, max_length: int = 32) -> None:
+    """A BertTokenizer folder from a small vocab.txt: the special tokens, marks, a few whole words, and single
+    letters (with their ## continuations) so any word is spelled."""
+    import string
+
+    from transformers import BertTokenizer
+
+    letters = list(string.ascii_lowercase)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *BERT_WORDS]
+    words += [c for c in letters if c not in words] + ["##" + c for c in letters]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True, model_max_length=max_length).save_pretrained(folder)
+
+
+def grounding_dino(folder: Path, seed: int = 0) -> Path:
+    """A tiny Grounding DINO folder (a 4-stage Swin backbone, a 1-layer BERT) with its processor and tokenizer."""
+    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    write_bert_tokenizer(folder)
+    tokenizer = BertTokenizer.from_pretrained(folder, local_files_only=True)
+    backbone = SwinConfig(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4, image_size=64,
+                          patch_size=4, out_features=["stage2", "stage3", "stage4"])
+    text = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=37, max_position_embeddings=64)
+    # two decoder layers at least: the box heads of the layers after the first are tied to the first one's
+    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
+                                 decoder_layers=2, encoder_ffn_dim=37, decoder_ffn_dim=37, encoder_attention_heads=2,
+                                 decoder_attention_heads=2, num_queries=20, max_text_len=32, encoder_n_points=2,
+                                 decoder_n_points=2)
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(config).save_pretrained(folder, safe_serialization=True)
+    images = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    GroundingDinoProcessor(images, tokenizer).save_pretrained(folder)
+    return folder
+
+
+def clipseg(folder: Path, seed: int = 0) -> Path:
+    """A tiny CLIPSeg folder (2-layer CLIP towers, a decoder reading both vision layers) with the ViT image
+    processor and CLIP tokenizer it ships with."""
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer, ViTImageProcessor
+
+    write_clip_tokenizer(folder)
+    tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+    tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    config = CLIPSegConfig(
+        text_config=dict(vocab_size=1024, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+                         **tower),
+        vision_config=dict(image_size=32, patch_size=8, **tower), projection_dim=16, extract_layers=[0, 1],
+        reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=37)
+    torch.manual_seed(seed)
+    CLIPSegForImageSegmentation(config).save_pretrained(folder, safe_serialization=True)
+    images = ViTImageProcessor(size={"height": 32, "width": 32}, resample=2)  # bilinear, as CLIPSeg's own
+    CLIPSegProcessor(images, tokenizer).save_pretrained(folder)
     return folder
