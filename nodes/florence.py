@@ -76,7 +76,8 @@ def load_florence(ctx, model, dtype):
         raise NodeUserError(f"{path} holds a {model_type!r} model, not Florence-2 (config.json model_type "
                             f"'florence2')" if model_type else
                             f"{path} is not a transformers model folder (its config.json names no model_type)")
-    if "auto_map" in config or (config.get("vision_config") or {}).get("model_type") == "davit":
+    parts = {(config.get(k) or {}).get("model_type") for k in ("vision_config", "text_config")}
+    if parts & {"davit", "florence2_language"}:  # microsoft/Florence-2-*: the model's own code, not transformers'
         raise NodeUserError(f"{path} is Florence-2 in Microsoft's original remote-code layout, which runs code "
                             f"shipped with the model; use a folder converted for transformers' own Florence-2 "
                             f"classes (florence-community/Florence-2-base, -large, ...)")

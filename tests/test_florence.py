@@ -6,6 +6,7 @@ boxes lie on the picture in pixels (x0, y0, x1, y1) with the picture's size, the
 wrong folder or a missing phrase is refused in words.
 """
 
+import json
 import os
 
 import pytest
@@ -120,4 +121,12 @@ def test_a_folder_that_is_not_florence2_is_refused_in_words(tmp_path):
     with pytest.raises(nodegraph.NodeFailed, match="node 'vlm' failed: .* holds a 'depth_anything' model, not Florence-2"):
         run(florence_workflow(folder))
     with pytest.raises(nodegraph.NodeFailed, match="node 'vlm' failed: .* is not a transformers model folder"):
+        run(florence_workflow(tmp_path))
+
+
+def test_microsofts_remote_code_layout_is_refused_in_words(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "florence2", "auto_map": {"AutoModelForCausalLM": "modeling_florence2.Florence2ForConditionalGeneration"},
+        "vision_config": {"model_type": "davit"}, "text_config": {"model_type": "florence2_language"}}))
+    with pytest.raises(nodegraph.NodeFailed, match="Microsoft's original remote-code layout"):
         run(florence_workflow(tmp_path))
