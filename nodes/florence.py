@@ -44,7 +44,7 @@ class VisionLanguageModel:
     path: str
 
 
-def _model_type(path) -> dict:
+def _config(path) -> dict:
     try:
         return json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
@@ -70,7 +70,7 @@ def load_florence(ctx, model, dtype):
     import transformers
 
     path = files.resolve(model, ctx)
-    config = _model_type(path)
+    config = _config(path)
     model_type = config.get("model_type")
     if model_type != "florence2":
         raise NodeUserError(f"{path} holds a {model_type!r} model, not Florence-2 (config.json model_type "
