@@ -1,5 +1,6 @@
-"""Upscaling with a model: Load Upscale Model (ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, ... through spandrel)
-and Upscale Image (the model over a picture, tile by tile).
+"""Upscaling with a model: Load Upscale Model (ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, ... through spandrel;
+transformers' Swin2SR folders through ``_upscale_transformers``) and Upscale Image (the model over a picture,
+tile by tile).
 
 The loaded model is the loader's output, so it lives in the engine's cache under its byte budget and stays
 on the device between runs; its fingerprint holds the file's size and modification time, so replacing the
@@ -17,6 +18,7 @@ from nodegraph.models import MODEL_HINT
 
 from . import _model_files as files
 from . import _tiling
+from . import _upscale_transformers as transformers_upscaler
 from . import _upscale_weights as weights
 
 KIND = "upscale_models"
@@ -33,7 +35,7 @@ class UpscaleModel:
     descriptor runs), where the engine's cache can measure it and move it when it spills to host memory."""
 
     module: Any
-    descriptor: Any
+    descriptor: Any  # spandrel's ImageModelDescriptor, or a Swin2SRUpscaler that answers the same
     path: str
     description: str  # "a 4x ESRGAN super-resolution model"
 
@@ -62,7 +64,8 @@ def _dtype(name: str, descriptor, device):
     params=[
         Param("model", T.STRING, "", hint=MODEL_HINT, kind=KIND,
               description="a .safetensors or .pth super-resolution / restoration model (ESRGAN, Real-ESRGAN, "
-                          "SwinIR, HAT, DAT, ...): a path, a name in the model folders or ComfyUI's upscale_models"),
+                          "SwinIR, HAT, DAT, ...), or a transformers Swin2SR folder: a path, a name in the model "
+                          "folders or ComfyUI's upscale_models"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES,
               description="auto: float32 on the CPU; on a GPU float16 where the architecture allows it"),
     ],
@@ -70,10 +73,15 @@ def _dtype(name: str, descriptor, device):
     identity=lambda params, ctx: files.identity(params["model"], ctx, KIND),
 )
 def load_upscale_model(ctx, model, dtype):
-    """Load a super-resolution or restoration model; spandrel tells its architecture and scale from its weights."""
+    """Load a super-resolution or restoration model; spandrel tells its architecture and scale from its weights
+    (a transformers Swin2SR folder says them in its config)."""
     import spandrel
 
     path = files.find(model, ctx, KIND)
+    if path.is_dir() and (path / "config.json").is_file():
+        upscaler = transformers_upscaler.load(path, ctx.device, dtype)
+        description = transformers_upscaler.describe(upscaler)
+        return {"upscale_model": UpscaleModel(upscaler.model, upscaler, str(path), description)}
     descriptor = weights.load(path, weights.read_state_dict(path))
     description = weights.describe(descriptor)
     try:

@@ -36,6 +36,7 @@ BUILDERS = {
     "demo-owlvit": tiny_models.owlvit,
     "demo-clipseg": tiny_models.clipseg,
     "demo-esrgan-x2.safetensors": tiny_upscalers.demo_esrgan_x2,
+    "demo-florence2": tiny_models.florence2,
 }
 
 
@@ -57,6 +58,8 @@ def shrunk(path, out_dir):
             wf.set_param(node.id, "batch_size", min(node.params["batch_size"], 2))
         if node.type == "sampling.sampler":
             wf.set_param(node.id, "steps", 3)
+        if node.type == "analyze.florence":  # the tiny model's answers are noise: a short one says as much
+            wf.set_param(node.id, "max_new_tokens", 40)
     for path, node in flatten(wf).nodes.items():  # samplers inside subgraph instances: this copy's own value
         if "/" in path and node.type == "sampling.sampler":
             wf.set_param(path, "steps", 3)
@@ -82,6 +85,8 @@ def test_example_runs_and_writes_images(path, tmp_path, model_folder, monkeypatc
     for file in [f for f in report["files"] if f.endswith(".txt")]:  # text reports: the analyze example
         text = open(file).read()
         assert text.strip(), f"{file} is empty"
+        if os.path.basename(file).startswith("caption"):  # Florence-2's answer: any text (random weights)
+            continue
         if "labels" in os.path.basename(file):
             assert len(text.strip().splitlines()) == 4 and all(": 0." in l or ": 1.00" in l for l in text.splitlines())
         else:

@@ -520,4 +520,40 @@ def clipseg(folder: Path, seed: int = 0) -> Path:
     CLIPSegForImageSegmentation(config).save_pretrained(folder, safe_serialization=True)
     images = ViTImageProcessor(size={"height": 32, "width": 32}, resample=2)  # bilinear, as CLIPSeg's own
     CLIPSegProcessor(images, tokenizer).save_pretrained(folder)
+
+
+#: what Florence2Processor's answer parser reads per kind of answer (florence-community's processors ship this)
+FLORENCE_POST_PROCESSOR = {"ocr": {}, "phrase_grounding": {"banned_grounding_tokens": ["the image"]}, "pure_text": {},
+                           "description_with_bboxes": {}, "description_with_polygons": {}, "polygons": {},
+                           "bboxes": {}, "description_with_bboxes_or_polygons": {}}
+
+
+def florence2(folder: Path, seed: int = 0) -> Path:
+    """A tiny Florence-2 folder: a 4-stage DaViT of 1 block each (8 -> 32 channels) on 64x64 pictures, so 2x2+1
+    image tokens, and a 1-layer BART; its processor with a byte-level BART tokenizer that adds Florence's
+    <image> token, the 1000 <loc_N> location tokens and the region tags. Weights drawn wider than the
+    default init (std 0.5), so greedy answers mix words and boxes instead of repeating one token."""
+    from transformers import (BartConfig, BartTokenizer, CLIPImageProcessor, Florence2Config,
+                              Florence2ForConditionalGeneration, Florence2Processor, Florence2VisionConfig)
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for symbol in bytes_to_unicode().values():
+        vocab.setdefault(symbol, len(vocab))
+    vocab["<mask>"] = len(vocab)
+    tokenizer = BartTokenizer(vocab=vocab, merges=[], extra_special_tokens={"image_token": "<image>"})
+    tokenizer.add_tokens([f"<loc_{i}>" for i in range(1000)] + ["<od>", "</od>", "<ocr>", "</ocr>"])
+    images = CLIPImageProcessor(size={"height": 64, "width": 64}, do_center_crop=False, image_seq_length=5)
+    Florence2Processor(image_processor=images, tokenizer=tokenizer,
+                       post_processor_config=FLORENCE_POST_PROCESSOR).save_pretrained(folder)
+    vision = Florence2VisionConfig(depths=(1, 1, 1, 1), embed_dim=(8, 16, 16, 32), num_heads=(1, 2, 2, 2),
+                                   num_groups=(1, 2, 2, 2), window_size=2, projection_dim=32, drop_path_rate=0.0,
+                                   max_position_embeddings=8, max_temporal_embeddings=4, initializer_range=0.5)
+    text = BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                      encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37,
+                      max_position_embeddings=1026, bos_token_id=0, pad_token_id=1, eos_token_id=2,
+                      decoder_start_token_id=2, forced_bos_token_id=0, init_std=0.5)
+    torch.manual_seed(seed)
+    Florence2ForConditionalGeneration(Florence2Config(vision_config=vision, text_config=text,
+                                                      image_token_id=tokenizer.image_token_id)).save_pretrained(folder)
     return folder

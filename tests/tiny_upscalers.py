@@ -103,3 +103,17 @@ def lama_state_dict() -> dict:
     with torch.device("meta"):
         model = LaMa(in_nc=4, out_nc=3)
     return {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in model.state_dict().items()}
+
+
+def swin2sr(folder: Path, scale: int = 2, channels: int = 3, seed: int = 0) -> Path:
+    """A tiny transformers Swin2SR folder (classical SR: one residual Swin group of 2 layers, 8 channels, 4x4
+    windows, pixel-shuffle upsampler) with its Swin2SRImageProcessor, as save_pretrained writes the hub's
+    caidas/swin2SR-* checkpoints."""
+    from transformers import Swin2SRConfig, Swin2SRForImageSuperResolution, Swin2SRImageProcessor
+
+    config = Swin2SRConfig(image_size=32, num_channels=channels, num_channels_out=channels, embed_dim=8, depths=[2],
+                           num_heads=[2], window_size=4, mlp_ratio=2.0, upscale=scale, upsampler="pixelshuffle")
+    torch.manual_seed(seed)
+    Swin2SRForImageSuperResolution(config).eval().save_pretrained(folder)
+    Swin2SRImageProcessor().save_pretrained(folder)
+    return folder
