@@ -89,7 +89,7 @@ class IpAdapter:
 @dataclass(eq=False)
 class Conditioning:
     """CONDITIONING: encoded prompts, positive and negative, as the family's sampler inputs by name,
-    plus the ControlNets applied to it (in order)."""
+    plus the ControlNets applied to it (in order) and the reference latents an edit model (Flux Kontext) sees."""
 
     family: str
     positive: dict[str, Any]
@@ -98,6 +98,7 @@ class Conditioning:
     controls: tuple[Control, ...] = ()
     ip_adapters: tuple[IpAdapter, ...] = ()
     guidance: float | None = None  # a guidance-distilled model's scale (Flux), set by Flux Guidance; else cfg
+    references: tuple[Any, ...] = ()  # reference pictures' latents (Reference Latent), for edit models to see
 
 
 @dataclass(eq=False)

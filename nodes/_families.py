@@ -24,6 +24,7 @@ class Family:
     flow = False  # flow matching (SD3, Flux, Sana) rather than noise prediction
     schedulers: tuple[str, ...] = UNET_SCHEDULERS
     text_components: tuple[str, ...] = ()
+    takes_references = False  # whether its denoiser sees reference latents (Reference Latent), as edit models do
 
     def encode(self, te: TextEncoders, prompt: str, negative: str, device) -> Conditioning:
         raise NotImplementedError
@@ -39,6 +40,9 @@ class Family:
             if model.family not in control.net.families:
                 names = " or ".join(FAMILIES[f].title for f in control.net.families)
                 raise NodeUserError(f"the ControlNet {control.net.source} is for {names} models, not {self.title}")
+        if cond.references and not self.takes_references:
+            raise NodeUserError(f"{self.title} models do not take reference latents: Reference Latent is for edit "
+                                f"models (Flux Kontext)")
 
     # ----- the loop's hooks; the defaults are the UNet (noise prediction) pipelines' behaviour -----
     def guided(self, model: DiffusionModel, cfg: float) -> bool:
@@ -326,6 +330,32 @@ class Flux(FlowMatching):
         sigmas = None if c.get("use_flow_sigmas") else np.linspace(1.0, 1 / steps, steps)
         return {"sigmas": sigmas, "mu": mu}
 
+    takes_references = True  # FLUX.1 Kontext: the reference picture's tokens follow the noisy latents'
+
+    def check(self, model, cond):
+        super().check(model, cond)
+        if cond.references and cond.controls:
+            raise NodeUserError("a Flux ControlNet and Reference Latent cannot be used together yet")
+        want = self.input_channels(model)
+        for ref in cond.references:
+            if ref.shape[1] != want:
+                raise NodeUserError(f"the reference latent has {ref.shape[1]} channels but this Flux model takes "
+                                    f"{want}: encode the reference with the model's own VAE")
+            if ref.shape[-2] % 2 or ref.shape[-1] % 2:
+                raise NodeUserError(f"the reference latent is {ref.shape[-1]}x{ref.shape[-2]}; Flux packs latents "
+                                    f"2x2, so its sides must be even (picture sides a multiple of 16)")
+
+    def embeds(self, model, cond, latent):
+        """The reference latents, packed into tokens with their own image ids, as FluxKontextPipeline prepares
+        its one reference (ids with 1 in the first axis); further references sit beside or below the ones
+        before them, as ComfyUI places them (its "offset" method)."""
+        positive, negative = super().embeds(model, cond, latent)
+        if cond.references:
+            tokens, ids = _flux_reference_tokens(cond.references, latent.samples.shape[0])
+            positive.update(reference_latents=tokens, reference_ids=ids)
+            negative.update(reference_latents=tokens, reference_ids=ids)
+        return positive, negative
+
     def predict(self, model, x, t, embeds, controls=()):
         from diffusers import FluxPipeline
 
@@ -334,6 +364,11 @@ class Flux(FlowMatching):
         b, c, h, w = x.shape
         packed = FluxPipeline._pack_latents(x, b, c, h, w)
         image_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
+        noise_tokens = packed.shape[1]
+        hidden, ids = packed, image_ids
+        if "reference_latents" in embeds:  # Kontext: the noisy tokens, then the reference's
+            hidden = torch.cat([packed, embeds["reference_latents"].to(x.dtype)], dim=1)
+            ids = torch.cat([image_ids, embeds["reference_ids"][0].to(x.dtype)])
         text = embeds["prompt_embeds"]
         text_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=text.dtype)
         timestep = t.expand(b).to(x.dtype) / 1000
@@ -347,12 +382,43 @@ class Flux(FlowMatching):
             blocks = d if blocks is None else [a + c for a, c in zip(blocks, d)]
             singles = s if singles is None else [a + c for a, c in zip(singles, s)]
         out = model.denoiser(
-            hidden_states=packed, timestep=timestep, guidance=embeds.get("guidance"),
+            hidden_states=hidden, timestep=timestep, guidance=embeds.get("guidance"),
             pooled_projections=embeds["pooled_projections"], encoder_hidden_states=text, txt_ids=text_ids,
-            img_ids=image_ids, controlnet_block_samples=blocks, controlnet_single_block_samples=singles,
+            img_ids=ids, controlnet_block_samples=blocks, controlnet_single_block_samples=singles,
             return_dict=False,
-        )[0]
+        )[0][:, :noise_tokens]  # the prediction for the noisy tokens only
         return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def _flux_reference_tokens(references, batch: int):
+    """Reference latents -> (packed tokens (batch, n, 4c), image ids (batch, n, 3)); a reference of batch 1
+    serves every picture of the batch, as diffusers repeats it."""
+    from diffusers import FluxPipeline
+
+    import torch
+
+    tokens, ids = [], []
+    h_extent = w_extent = 0
+    for ref in references:
+        if ref.shape[0] != batch:
+            if batch % ref.shape[0]:
+                raise NodeUserError(f"a batch of {ref.shape[0]} reference latents cannot serve a batch of {batch}")
+            ref = torch.cat([ref] * (batch // ref.shape[0]))
+        b, c, h, w = ref.shape
+        h_off = w_off = 0
+        if h + h_extent > w + w_extent:
+            w_off = w_extent
+        else:
+            h_off = h_extent
+        h_extent, w_extent = max(h_extent, h + h_off), max(w_extent, w + w_off)
+        tokens.append(FluxPipeline._pack_latents(ref, b, c, h, w))
+        ref_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, ref.device, ref.dtype)
+        ref_ids[..., 0] = 1
+        ref_ids[..., 1] += (h_off + 1) // 2
+        ref_ids[..., 2] += (w_off + 1) // 2
+        ids.append(ref_ids)
+    ids = torch.cat(ids)
+    return torch.cat(tokens, dim=1), ids.unsqueeze(0).expand(batch, *ids.shape)
 
 
 class Sana(FlowMatching):
@@ -419,6 +485,7 @@ PIPELINE_FAMILIES = {
     "FluxPipeline": "flux",
     "FluxImg2ImgPipeline": "flux",
     "FluxInpaintPipeline": "flux",
+    "FluxKontextPipeline": "flux",  # FLUX.1 Kontext: a Flux model that also sees reference latents
     "SanaPipeline": "sana",
 }
 

@@ -297,6 +297,16 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "144": ("StringReplace", "string.replace", {"find": "second", "replace": "portrait", "regex": False}),
     "145": ("ImageCrop", "image.crop", {"x": 0, "y": 0}),
     "146": ("SaveImage", "image.save", {}),
+    "180": ("LoadImage", "image.load", {"path": "fox_photo.png"}),
+    "181": ("FluxKontextImageScale", "image.kontext_scale", {}),
+    "182": ("VAEEncode", "vae.encode", {}),
+    "183": ("CLIPTextEncode", "cond.text", {"prompt": "give the fox a red scarf"}),
+    "184": ("ReferenceLatent", "cond.reference_latent", {"enable": True}),
+    "185": ("FluxGuidance", "cond.guidance", {"guidance": 2.5}),
+    "186": ("ConditioningZeroOut", "cond.zero_out", {}),
+    "187": ("KSampler", "sampling.sampler", {"seed": 2025, "steps": 20, "cfg": 1.0, "scheduler": "euler", "denoise": 1.0}),
+    "188": ("VAEDecode", "vae.decode", {}),
+    "189": ("SaveImage", "image.save", {"filename_prefix": "kontext/fox"}),
     "150": ("LoadAudio", "comfyui:LoadAudio", {}),
     "151": ("SaveAudio", "comfyui:SaveAudio", {}),
     "152": ("SaveAnimatedWEBP", "comfyui:SaveAnimatedWEBP", {}),
@@ -356,6 +366,10 @@ def test_every_class_links(every):
         "144.text -> 146.filename_prefix", "145.image -> 146.image",
         # two prompts' tokens joined
         "4.conditioning -> 138.a", "5.conditioning -> 138.b",
+        # Flux Kontext: the scaled reference picture's latents on the prompt, zeroed negative from the bare prompt
+        "180.image -> 181.image", "181.image -> 182.image", "82.vae -> 182.vae", "183.conditioning -> 184.conditioning",
+        "182.latent -> 184.latent", "184.conditioning -> 185.conditioning", "183.conditioning -> 186.conditioning",
+        "185.conditioning -> 187.conditioning", "186.conditioning -> 187.negative", "182.latent -> 187.latent",
         # the decoded hires picture through an upscale model
         "120.upscale_model -> 121.upscale_model", "11.image -> 121.image", "121.image -> 122.image",
     }
@@ -677,7 +691,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "108 of 111 ComfyUI nodes converted" in done.stderr
+    assert "118 of 121 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 150 (LoadAudio)" in done.stderr
     assert "not converted: node 152 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all

@@ -154,9 +154,10 @@ def sd3_pipeline(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def flux_pipeline(folder: Path, seed: int = 0) -> Path:
-    """A Flux pipeline folder: CLIP (pooled) + T5 and a guidance-distilled transformer on packed latents."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+def flux_pipeline(folder: Path, seed: int = 0, kontext: bool = False) -> Path:
+    """A Flux pipeline folder: CLIP (pooled) + T5 and a guidance-distilled transformer on packed latents;
+    ``kontext``: the same components saved as a FluxKontextPipeline (FLUX.1 Kontext's model_index.json)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTokenizer, T5TokenizerFast
 
     write_clip_tokenizer(folder / "_tok")
@@ -165,7 +166,7 @@ def flux_pipeline(folder: Path, seed: int = 0) -> Path:
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
                                          pooled_projection_dim=32, axes_dims_rope=[4, 4, 8], guidance_embeds=True).eval()
-    pipe = FluxPipeline(
+    pipe = (FluxKontextPipeline if kontext else FluxPipeline)(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
         vae=kl_vae(seed + 1, scaling_factor=0.3611, shift_factor=0.1159),  # Flux's own latent scaling
         text_encoder=clip_text_model(seed + 2), text_encoder_2=t5_encoder(seed + 5),

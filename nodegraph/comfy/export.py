@@ -21,7 +21,8 @@ from .convert import PLACEHOLDER
 from .table import KARRAS, SAMPLERS, TABLE, Spec
 
 CONDITIONING_CHAIN = {"control.apply": "conditioning", "cond.guidance": "conditioning",
-                      "control.ip_adapter": "conditioning", "cond.combine": "a", "cond.zero_out": "conditioning"}
+                      "control.ip_adapter": "conditioning", "cond.combine": "a", "cond.zero_out": "conditioning",
+                      "cond.reference_latent": "conditioning"}
 SKIPPED = {"doc.note"}  # frontend-only in ComfyUI: its server has no such node
 
 INVERSE = {  # our parameter value -> ComfyUI's, for the table's value conversions
