@@ -40,17 +40,42 @@ class TextEncoders:
 
 @dataclass(eq=False)
 class Vae:
-    """VAE: an AutoencoderKL ("kl") or AutoencoderDC ("dc") with its latent scaling."""
+    """VAE: an AutoencoderKL ("kl"), AutoencoderDC ("dc") or Qwen-Image's video VAE ("qwen", used on one-frame
+    clips, with a mean and std per latent channel instead of one scale and shift) with its latent scaling."""
 
     kind: str
     module: Any
     scaling_factor: float
     shift_factor: float
     downscale: int  # pixels per latent pixel along each side
+    latents_mean: tuple[float, ...] | None = None  # per channel (kind "qwen"): latents = (raw - mean) / std
+    latents_std: tuple[float, ...] | None = None
 
     @property
     def latent_channels(self) -> int:
-        return self.module.config.latent_channels
+        config = self.module.config
+        return config.z_dim if self.kind == "qwen" else config.latent_channels
+
+    def scaled(self, raw):
+        """The VAE's raw latents -> the latents a denoiser works on."""
+        if self.latents_mean is None:
+            return (raw - self.shift_factor) * self.scaling_factor
+        mean, std = self._per_channel(raw)
+        return (raw - mean) / std
+
+    def unscaled(self, z):
+        """The inverse of ``scaled``: what the VAE's decoder takes."""
+        if self.latents_mean is None:
+            return z / self.scaling_factor + self.shift_factor
+        mean, std = self._per_channel(z)
+        return z * std + mean
+
+    def _per_channel(self, x):
+        import torch
+
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (torch.tensor(self.latents_mean).view(shape).to(x.device, x.dtype),
+                torch.tensor(self.latents_std).view(shape).to(x.device, x.dtype))
 
 
 @dataclass(eq=False)

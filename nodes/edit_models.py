@@ -52,3 +52,46 @@ def kontext_scale(ctx, image):
     aspect = image.shape[-1] / image.shape[-2]
     _, width, height = min((abs(aspect - w / h), w, h) for w, h in PREFERRED_KONTEXT_RESOLUTIONS)
     return {"image": map_pil(image, resizer("fill", width, height, Image.Resampling.LANCZOS))}
+
+
+@node(
+    "cond.edit_text",
+    title="Edit Condition",
+    category="generate/conditioning",
+    inputs=[
+        Input("text_encoder", T.TEXT_ENCODER, description="a vision-language text encoder (Qwen-Image-Edit's)"),
+        Input("image", T.IMAGE, description="the picture to edit: the text encoder sees it with the prompt"),
+        Input("vae", T.VAE, optional=True,
+              description="when linked, the picture also goes on as reference latents (Qwen-Image-Edit needs both)"),
+    ],
+    params=[
+        Param("prompt", T.STRING, "", hint="multiline", description="the edit to make, e.g. 'make the sky red'"),
+        Param("negative", T.STRING, "", hint="multiline", description="what the result should not be (cfg > 1)"),
+    ],
+    outputs=[Output("conditioning", T.CONDITIONING)],
+)
+def edit_condition(ctx, text_encoder, image, prompt, negative, vae=None):
+    """Encode an edit instruction together with the picture it is about (ComfyUI's TextEncodeQwenImageEdit):
+    the picture is brought to about a megapixel as the family's edit pipeline does, shown to the
+    vision-language text encoder, and, with a VAE, put on the conditioning as its reference latent."""
+    import torch
+
+    from nodegraph import NodeUserError
+    from nodegraph.imaging import from_pil, to_pil
+
+    from ._families import FAMILIES
+    from .latent import encode
+
+    family = FAMILIES[text_encoder.family]
+    if not hasattr(family, "edit_picture"):
+        raise NodeUserError(f"Edit Condition needs a text encoder that sees pictures (Qwen-Image-Edit's), not "
+                            f"{family.title}'s; use Text Condition and Reference Latent")
+    if image.shape[0] != 1:
+        raise NodeUserError(f"Edit Condition takes one picture, got a batch of {image.shape[0]}")
+    picture = family.edit_picture(to_pil(image)[0])
+    with torch.inference_mode():
+        conditioning = family.encode(text_encoder, prompt, negative, ctx.device, image=picture)
+    if vae is not None:
+        reference = encode(vae, from_pil([picture], ctx.device))
+        conditioning = dataclasses.replace(conditioning, references=(reference,))
+    return {"conditioning": conditioning}
