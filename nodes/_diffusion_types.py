@@ -42,17 +42,42 @@ class TextEncoders:
 
 @dataclass(eq=False)
 class Vae:
-    """VAE: an AutoencoderKL ("kl") or AutoencoderDC ("dc") with its latent scaling."""
+    """VAE: an AutoencoderKL ("kl"), AutoencoderDC ("dc") or Qwen-Image's video VAE ("qwen", used on one-frame
+    clips, with a mean and std per latent channel instead of one scale and shift) with its latent scaling."""
 
     kind: str
     module: Any
     scaling_factor: float
     shift_factor: float
     downscale: int  # pixels per latent pixel along each side
+    latents_mean: tuple[float, ...] | None = None  # per channel (kind "qwen"): latents = (raw - mean) / std
+    latents_std: tuple[float, ...] | None = None
 
     @property
     def latent_channels(self) -> int:
-        return self.module.config.latent_channels
+        config = self.module.config
+        return config.z_dim if self.kind == "qwen" else config.latent_channels
+
+    def scaled(self, raw):
+        """The VAE's raw latents -> the latents a denoiser works on."""
+        if self.latents_mean is None:
+            return (raw - self.shift_factor) * self.scaling_factor
+        mean, std = self._per_channel(raw)
+        return (raw - mean) / std
+
+    def unscaled(self, z):
+        """The inverse of ``scaled``: what the VAE's decoder takes."""
+        if self.latents_mean is None:
+            return z / self.scaling_factor + self.shift_factor
+        mean, std = self._per_channel(z)
+        return z * std + mean
+
+    def _per_channel(self, x):
+        import torch
+
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (torch.tensor(self.latents_mean).view(shape).to(x.device, x.dtype),
+                torch.tensor(self.latents_std).view(shape).to(x.device, x.dtype))
 
 
 @dataclass(eq=False)
@@ -91,7 +116,7 @@ class IpAdapter:
 @dataclass(eq=False)
 class Conditioning:
     """CONDITIONING: encoded prompts, positive and negative, as the family's sampler inputs by name,
-    plus the ControlNets applied to it (in order)."""
+    plus the ControlNets applied to it (in order) and the reference latents an edit model (Flux Kontext) sees."""
 
     family: str
     positive: dict[str, Any]
@@ -109,6 +134,7 @@ class Conditioning:
     start: float = 0.0  # the fraction of the sampling schedule where it begins acting ...
     end: float = 1.0  # ... and where it stops
     entries: tuple["Conditioning", ...] = ()  # Combine Conditioning: several prompts, each sampled for itself
+    references: tuple[Any, ...] = ()  # reference pictures' latents (Reference Latent), for edit models to see
 
     def parts(self) -> tuple["Conditioning", ...]:
         """The prompts the Sampler predicts with: the combined entries, or this conditioning alone."""

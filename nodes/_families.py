@@ -24,6 +24,7 @@ class Family:
     flow = False  # flow matching (SD3, Flux, Sana) rather than noise prediction
     schedulers: tuple[str, ...] = UNET_SCHEDULERS
     text_components: tuple[str, ...] = ()
+    takes_references = False  # whether its denoiser sees reference latents (Reference Latent), as edit models do
 
     def encode(self, te: TextEncoders, prompt: str, negative: str, device) -> Conditioning:
         raise NotImplementedError
@@ -39,6 +40,9 @@ class Family:
             if model.family not in control.net.families:
                 names = " or ".join(FAMILIES[f].title for f in control.net.families)
                 raise NodeUserError(f"the ControlNet {control.net.source} is for {names} models, not {self.title}")
+        if cond.references and not self.takes_references:
+            raise NodeUserError(f"{self.title} models do not take reference latents: Reference Latent is for edit "
+                                f"models (Flux Kontext)")
 
     # ----- the loop's hooks; the defaults are the UNet (noise prediction) pipelines' behaviour -----
     def guided(self, model: DiffusionModel, cfg: float) -> bool:
@@ -326,6 +330,32 @@ class Flux(FlowMatching):
         sigmas = None if c.get("use_flow_sigmas") else np.linspace(1.0, 1 / steps, steps)
         return {"sigmas": sigmas, "mu": mu}
 
+    takes_references = True  # FLUX.1 Kontext: the reference picture's tokens follow the noisy latents'
+
+    def check(self, model, cond):
+        super().check(model, cond)
+        if cond.references and cond.controls:
+            raise NodeUserError("a Flux ControlNet and Reference Latent cannot be used together yet")
+        want = self.input_channels(model)
+        for ref in cond.references:
+            if ref.shape[1] != want:
+                raise NodeUserError(f"the reference latent has {ref.shape[1]} channels but this {self.title} model "
+                                    f"takes {want}: encode the reference with the model's own VAE")
+            if ref.shape[-2] % 2 or ref.shape[-1] % 2:
+                raise NodeUserError(f"the reference latent is {ref.shape[-1]}x{ref.shape[-2]}; {self.title} packs "
+                                    f"latents 2x2, so its sides must be even (picture sides a multiple of 16)")
+
+    def embeds(self, model, cond, latent):
+        """The reference latents, packed into tokens with their own image ids, as FluxKontextPipeline prepares
+        its one reference (ids with 1 in the first axis); further references sit beside or below the ones
+        before them, as ComfyUI places them (its "offset" method)."""
+        positive, negative = super().embeds(model, cond, latent)
+        if cond.references:
+            tokens, ids = _flux_reference_tokens(cond.references, latent.samples.shape[0])
+            positive.update(reference_latents=tokens, reference_ids=ids)
+            negative.update(reference_latents=tokens, reference_ids=ids)
+        return positive, negative
+
     def predict(self, model, x, t, embeds, controls=()):
         from diffusers import FluxPipeline
 
@@ -334,6 +364,11 @@ class Flux(FlowMatching):
         b, c, h, w = x.shape
         packed = FluxPipeline._pack_latents(x, b, c, h, w)
         image_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
+        noise_tokens = packed.shape[1]
+        hidden, ids = packed, image_ids
+        if "reference_latents" in embeds:  # Kontext: the noisy tokens, then the reference's
+            hidden = torch.cat([packed, embeds["reference_latents"].to(x.dtype)], dim=1)
+            ids = torch.cat([image_ids, embeds["reference_ids"][0].to(x.dtype)])
         text = embeds["prompt_embeds"]
         text_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=text.dtype)
         timestep = t.expand(b).to(x.dtype) / 1000
@@ -347,12 +382,157 @@ class Flux(FlowMatching):
             blocks = d if blocks is None else [a + c for a, c in zip(blocks, d)]
             singles = s if singles is None else [a + c for a, c in zip(singles, s)]
         out = model.denoiser(
-            hidden_states=packed, timestep=timestep, guidance=embeds.get("guidance"),
+            hidden_states=hidden, timestep=timestep, guidance=embeds.get("guidance"),
             pooled_projections=embeds["pooled_projections"], encoder_hidden_states=text, txt_ids=text_ids,
-            img_ids=image_ids, controlnet_block_samples=blocks, controlnet_single_block_samples=singles,
+            img_ids=ids, controlnet_block_samples=blocks, controlnet_single_block_samples=singles,
             return_dict=False,
-        )[0]
+        )[0][:, :noise_tokens]  # the prediction for the noisy tokens only
         return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def _flux_reference_tokens(references, batch: int):
+    """Reference latents -> (packed tokens (batch, n, 4c), image ids (batch, n, 3)); a reference of batch 1
+    serves every picture of the batch, as diffusers repeats it."""
+    from diffusers import FluxPipeline
+
+    import torch
+
+    tokens, ids = [], []
+    h_extent = w_extent = 0
+    for ref in references:
+        if ref.shape[0] != batch:
+            if batch % ref.shape[0]:
+                raise NodeUserError(f"a batch of {ref.shape[0]} reference latents cannot serve a batch of {batch}")
+            ref = torch.cat([ref] * (batch // ref.shape[0]))
+        b, c, h, w = ref.shape
+        h_off = w_off = 0
+        if h + h_extent > w + w_extent:
+            w_off = w_extent
+        else:
+            h_off = h_extent
+        h_extent, w_extent = max(h_extent, h + h_off), max(w_extent, w + w_off)
+        tokens.append(FluxPipeline._pack_latents(ref, b, c, h, w))
+        ref_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, ref.device, ref.dtype)
+        ref_ids[..., 0] = 1
+        ref_ids[..., 1] += (h_off + 1) // 2
+        ref_ids[..., 2] += (w_off + 1) // 2
+        ids.append(ref_ids)
+    ids = torch.cat(ids)
+    return torch.cat(tokens, dim=1), ids.unsqueeze(0).expand(batch, *ids.shape)
+
+
+class QwenImage(Flux):
+    """Qwen-Image and Qwen-Image-Edit: a Qwen2.5-VL text encoder (through the pipeline's prompt template), an
+    MMDiT on 2x2-packed latents of Qwen's video VAE, true classifier-free guidance with the prediction's
+    norm kept.
+
+    The positive and negative prompts differ in length, so guidance runs as two denoiser calls inside
+    ``predict``, as in diffusers, rather than as one doubled batch; ``cfg`` is diffusers' ``true_cfg_scale``.
+    An edit model's reference picture reaches it twice: through the text encoder (Edit Condition) and as
+    reference latents whose tokens follow the noisy ones, with their own entry in ``img_shapes``.
+    """
+
+    id = "qwen_image"
+    title = "Qwen-Image"
+    pipeline = "QwenImagePipeline"
+    edit_pipeline = "QwenImageEditPipeline"
+    denoiser_name = "transformer"
+    text_components = ("text_encoder", "tokenizer", "processor")  # the processor: Qwen-Image-Edit's only
+
+    def encode(self, te, prompt, negative, device, image=None):
+        """Both prompts through the pipeline's own encode_prompt; ``image`` (PIL, already at the size the edit
+        pipeline gives it) makes it the edit pipeline's, which shows the encoder the picture."""
+        import inspect
+
+        import diffusers
+
+        name = self.pipeline if image is None else self.edit_pipeline
+        parts = {k: te.components[k] for k in ("text_encoder", "tokenizer")}
+        if image is not None:
+            if te.components.get("processor") is None:
+                raise NodeUserError(f"{te.source} has no processor: showing a picture to the text encoder needs a "
+                                    f"Qwen-Image-Edit pipeline folder")
+            parts["processor"] = te.components["processor"]
+        pipe = partial_pipeline(name, parts)
+        length = inspect.signature(getattr(diffusers, name).__call__).parameters["max_sequence_length"].default
+        extra = {} if image is None else {"image": image}
+        given = {}
+        for key, text in (("positive", prompt), ("negative", negative or "")):
+            embeds, mask = pipe.encode_prompt(text, device=device, num_images_per_prompt=1,
+                                              max_sequence_length=length, **extra)
+            given[key] = {"prompt_embeds": embeds, **({"encoder_hidden_states_mask": mask} if mask is not None else {})}
+        return Conditioning(self.id, given["positive"], given["negative"], prompt)
+
+    def edit_picture(self, picture):
+        """A PIL picture at the size QwenImageEditPipeline gives its reference: about a megapixel, sides a
+        multiple of 32, resized with the pipeline's own image processor."""
+        from diffusers.image_processor import VaeImageProcessor
+        from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_dimensions
+
+        width, height, _ = calculate_dimensions(1024 * 1024, picture.width / picture.height)
+        return VaeImageProcessor().resize(picture, height, width)
+
+    def extra_inputs(self, model, cfg, batch, device, dtype):
+        import torch
+
+        out = {"true_cfg_scale": torch.full([batch], float(cfg))}
+        if model.denoiser.config.guidance_embeds:
+            out["guidance"] = torch.full([batch], cfg, device=device, dtype=torch.float32)
+        return out
+
+    def embeds(self, model, cond, latent):
+        """The negative prompt rides along with the positive (guidance runs inside ``predict``)."""
+        positive = {**cond.positive, **{"negative_" + k: v for k, v in cond.negative.items()}}
+        if cond.references:
+            tokens, shapes = _qwen_reference_tokens(cond.references, latent.samples.shape[0])
+            positive.update(reference_latents=tokens, reference_shapes=shapes)
+        return positive, dict(positive)
+
+    def predict(self, model, x, t, embeds, controls=()):
+        from diffusers import QwenImagePipeline
+
+        import torch
+
+        b, c, h, w = x.shape
+        packed = QwenImagePipeline._pack_latents(x, b, c, h, w)
+        hidden, shapes = packed, [(1, h // 2, w // 2)]
+        if "reference_latents" in embeds:
+            hidden = torch.cat([packed, embeds["reference_latents"].to(x.dtype)], dim=1)
+            shapes += [tuple(int(v) for v in row) for row in embeds["reference_shapes"][0]]
+        timestep = t.expand(b).to(x.dtype) / 1000
+
+        def run(prefix):
+            return model.denoiser(
+                hidden_states=hidden, timestep=timestep, guidance=embeds.get("guidance"),
+                encoder_hidden_states_mask=embeds.get(prefix + "encoder_hidden_states_mask"),
+                encoder_hidden_states=embeds[prefix + "prompt_embeds"], img_shapes=[shapes] * b, return_dict=False,
+            )[0][:, :packed.shape[1]]
+
+        out = run("")
+        scale = float(embeds["true_cfg_scale"][0])
+        if scale > 1:  # true guidance, rescaled to the conditional prediction's norm, as the pipelines do
+            negative = run("negative_")
+            combined = negative + scale * (out - negative)
+            out = combined * (torch.norm(out, dim=-1, keepdim=True) / torch.norm(combined, dim=-1, keepdim=True))
+        return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def _qwen_reference_tokens(references, batch: int):
+    """Reference latents -> (packed tokens (batch, n, 4c), their (frames, rows, columns) (batch, k, 3))."""
+    from diffusers import QwenImagePipeline
+
+    import torch
+
+    tokens, shapes = [], []
+    for ref in references:
+        if ref.shape[0] != batch:
+            if batch % ref.shape[0]:
+                raise NodeUserError(f"a batch of {ref.shape[0]} reference latents cannot serve a batch of {batch}")
+            ref = torch.cat([ref] * (batch // ref.shape[0]))
+        b, c, h, w = ref.shape
+        tokens.append(QwenImagePipeline._pack_latents(ref, b, c, h, w))
+        shapes.append((1, h // 2, w // 2))
+    return torch.cat(tokens, dim=1), torch.tensor(shapes).unsqueeze(0).expand(batch, -1, -1)
 
 
 class Sana(FlowMatching):
@@ -403,7 +583,7 @@ class Sana(FlowMatching):
 
 
 FAMILIES: dict[str, Family] = {
-    f.id: f for f in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), Sana())
+    f.id: f for f in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), Sana(), QwenImage())
 }
 
 PIPELINE_FAMILIES = {
@@ -419,7 +599,10 @@ PIPELINE_FAMILIES = {
     "FluxPipeline": "flux",
     "FluxImg2ImgPipeline": "flux",
     "FluxInpaintPipeline": "flux",
+    "FluxKontextPipeline": "flux",  # FLUX.1 Kontext: a Flux model that also sees reference latents
     "SanaPipeline": "sana",
+    "QwenImagePipeline": "qwen_image",
+    "QwenImageEditPipeline": "qwen_image",  # Qwen-Image-Edit: also shows its text encoder the reference picture
 }
 
 

@@ -42,6 +42,8 @@ def _tiling(vae, tiled: bool, tile_size: int):
     if not tiled:
         yield
         return
+    if vae.kind == "qwen":
+        raise NodeUserError("tiled encoding and decoding is not available for Qwen-Image's VAE yet; switch tiled off")
     if vae.kind == "dc":
         names = ("tile_sample_min_height", "tile_sample_min_width", "tile_sample_stride_height",
                  "tile_sample_stride_width", "tile_latent_min_height", "tile_latent_min_width")
@@ -73,9 +75,9 @@ def encode(vae, image, tiled=False, tile_size=512):
                             f"multiples of {f} (resize or crop it first)")
     x = (image.to(device=vae.module.device, dtype=vae.module.dtype) * 2 - 1)
     with torch.inference_mode(), _tiling(vae, tiled, tile_size):
-        out = vae.module.encode(x)
+        out = vae.module.encode(x.unsqueeze(2) if vae.kind == "qwen" else x)  # Qwen's: a one-frame clip
     raw = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latent
-    return (raw - vae.shift_factor) * vae.scaling_factor
+    return vae.scaled(raw[:, :, 0] if vae.kind == "qwen" else raw)
 
 
 @node(
@@ -110,9 +112,12 @@ def vae_decode(ctx, vae, latent, tiled, tile_size):
     if latent.channels != vae.latent_channels:
         raise NodeUserError(f"the latent has {latent.channels} channels but this VAE decodes "
                             f"{vae.latent_channels}: use the VAE that made it")
-    z = latent.samples.to(device=vae.module.device, dtype=vae.module.dtype) / vae.scaling_factor + vae.shift_factor
+    z = vae.unscaled(latent.samples.to(device=vae.module.device, dtype=vae.module.dtype))
     with torch.inference_mode(), _tiling(vae, tiled, tile_size):
-        decoded = vae.module.decode(z).sample
+        if vae.kind == "qwen":
+            decoded = vae.module.decode(z.unsqueeze(2)).sample[:, :, 0]
+        else:
+            decoded = vae.module.decode(z).sample
     image = (decoded.float() / 2 + 0.5).clamp(0, 1).to(ctx.device)
     if latent.source_image is not None:
         source = latent.source_image.to(image.device)

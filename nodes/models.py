@@ -80,7 +80,7 @@ def load_checkpoint(ctx, model, dtype, config):
     pipe.to(ctx.device)
     components = pipe.components
     denoiser = components.get("unet") or components.get("transformer")
-    text = {k: components[k] for k in family.text_components}
+    text = {k: components[k] for k in family.text_components if k in components}  # an edit pipeline adds some
     return {
         "model": DiffusionModel(family.id, denoiser.eval(), scheduler_config(pipe.scheduler), str(path)),
         "text_encoder": TextEncoders(family.id, text, str(path), _pipeline_options(pipe)),
@@ -102,8 +102,11 @@ def _pipeline_options(pipe) -> dict:
 
 
 def make_vae(module) -> Vae:
-    """Wrap an AutoencoderKL or AutoencoderDC with the scaling its latents use."""
+    """Wrap an AutoencoderKL, AutoencoderDC or AutoencoderKLQwenImage with the scaling its latents use."""
     config = module.config
+    if type(module).__name__ == "AutoencoderKLQwenImage":  # its pipelines' vae_scale_factor and normalisation
+        return Vae("qwen", module.eval(), 1.0, 0.0, 2 ** len(module.temperal_downsample),
+                   tuple(config.latents_mean), tuple(config.latents_std))
     kind = "dc" if type(module).__name__ == "AutoencoderDC" else "kl"
     if kind == "kl":
         downscale = 2 ** (len(config.block_out_channels) - 1)
@@ -144,8 +147,9 @@ def load_vae(ctx, model, dtype, config, family):
     if (path / "model_index.json").is_file():
         path = path / "vae"
     class_name = files.config_class(path, "a VAE folder")
-    if class_name not in ("AutoencoderKL", "AutoencoderDC"):
-        raise NodeUserError(f"{path} holds a {class_name}, not an AutoencoderKL or AutoencoderDC")
+    if class_name not in ("AutoencoderKL", "AutoencoderDC", "AutoencoderKLQwenImage"):
+        raise NodeUserError(f"{path} holds a {class_name}, not an AutoencoderKL, AutoencoderDC or "
+                            f"AutoencoderKLQwenImage")
     cls = getattr(diffusers, class_name)
     try:
         module = cls.from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True)
@@ -282,7 +286,7 @@ def load_text_encoder(ctx, model, dtype, model_2, model_3, family, config):
     family = family_of_pipeline(index.get("_class_name", "?"), str(path))
     pipe = _pipeline_parts(path, set(family.text_components), files.torch_dtype(dtype, ctx.device))
     pipe.to(ctx.device)
-    text = {k: pipe.components[k] for k in family.text_components}
+    text = {k: pipe.components[k] for k in family.text_components if k in pipe.components}
     return {"text_encoder": TextEncoders(family.id, text, str(path), _pipeline_options(pipe))}
 
 

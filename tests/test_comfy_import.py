@@ -308,6 +308,16 @@ EVERY = {  # ComfyUI id: (class, our type, parameters that must be so)
     "165": ("ConditioningSetTimestepRange", "cond.timestep_range", {"start": 0.0, "end": 0.6}),
     "166": ("ConditioningCombine", "cond.combine_list", {}),
     "167": ("KSampler", "sampling.sampler", {"seed": 5, "steps": 20, "cfg": 7.0, "scheduler": "euler"}),
+    "180": ("LoadImage", "image.load", {"path": "fox_photo.png"}),
+    "181": ("FluxKontextImageScale", "image.kontext_scale", {}),
+    "182": ("VAEEncode", "vae.encode", {}),
+    "183": ("CLIPTextEncode", "cond.text", {"prompt": "give the fox a red scarf"}),
+    "184": ("ReferenceLatent", "cond.reference_latent", {"enable": True}),
+    "185": ("FluxGuidance", "cond.guidance", {"guidance": 2.5}),
+    "186": ("ConditioningZeroOut", "cond.zero_out", {}),
+    "187": ("KSampler", "sampling.sampler", {"seed": 2025, "steps": 20, "cfg": 1.0, "scheduler": "euler", "denoise": 1.0}),
+    "188": ("VAEDecode", "vae.decode", {}),
+    "189": ("SaveImage", "image.save", {"filename_prefix": "kontext/fox"}),
     "150": ("LoadAudio", "comfyui:LoadAudio", {}),
     "151": ("SaveAudio", "comfyui:SaveAudio", {}),
     "152": ("SaveAnimatedWEBP", "comfyui:SaveAnimatedWEBP", {}),
@@ -375,6 +385,10 @@ def test_every_class_links(every):
         "164.conditioning -> 166.b", "166.conditioning -> 167.conditioning", "5.conditioning -> 167.negative",
         # two prompts' tokens joined
         "4.conditioning -> 138.a", "5.conditioning -> 138.b",
+        # Flux Kontext: the scaled reference picture's latents on the prompt, zeroed negative from the bare prompt
+        "180.image -> 181.image", "181.image -> 182.image", "82.vae -> 182.vae", "183.conditioning -> 184.conditioning",
+        "182.latent -> 184.latent", "184.conditioning -> 185.conditioning", "183.conditioning -> 186.conditioning",
+        "185.conditioning -> 187.conditioning", "186.conditioning -> 187.negative", "182.latent -> 187.latent",
         # the decoded hires picture through an upscale model
         "120.upscale_model -> 121.upscale_model", "11.image -> 121.image", "121.image -> 122.image",
         # model patches
@@ -702,7 +716,7 @@ def test_cli_import_writes_our_workflow_and_prints_the_report(tmp_path):
 def test_cli_import_strict_fails_on_unmapped_nodes(tmp_path):
     done = cli("import", FILES / "api_every_class.json", "-o", tmp_path / "every.json", "--strict")
     assert done.returncode == 1
-    assert "121 of 124 ComfyUI nodes converted" in done.stderr
+    assert "131 of 134 ComfyUI nodes converted" in done.stderr
     assert "not converted: node 150 (LoadAudio)" in done.stderr
     assert "not converted: node 152 (SaveAnimatedWEBP)" in done.stderr
     assert (tmp_path / "every.json").is_file()  # written all the same, placeholders and all

@@ -5,6 +5,7 @@ models of those names in a model folder found through NODEGRAPH_MODEL_PATHS, the
 are found; picture sizes and step counts are reduced so the whole set runs in seconds on a CPU.
 """
 
+import functools
 import glob
 import json
 import os
@@ -28,6 +29,7 @@ BUILDERS = {
     "demo-sdxl": tiny_models.sdxl_pipeline,
     "demo-sd3": tiny_models.sd3_pipeline,
     "demo-flux": tiny_models.flux_pipeline,
+    "demo-flux-kontext": functools.partial(tiny_models.flux_pipeline, kontext=True),
     "demo-sana": tiny_models.sana_pipeline,
     "demo-controlnet-canny": tiny_models.controlnet,
     "demo-clip": tiny_models.clip_image_encoder,

@@ -154,9 +154,10 @@ def sd3_pipeline(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def flux_pipeline(folder: Path, seed: int = 0) -> Path:
-    """A Flux pipeline folder: CLIP (pooled) + T5 and a guidance-distilled transformer on packed latents."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+def flux_pipeline(folder: Path, seed: int = 0, kontext: bool = False) -> Path:
+    """A Flux pipeline folder: CLIP (pooled) + T5 and a guidance-distilled transformer on packed latents;
+    ``kontext``: the same components saved as a FluxKontextPipeline (FLUX.1 Kontext's model_index.json)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTokenizer, T5TokenizerFast
 
     write_clip_tokenizer(folder / "_tok")
@@ -165,7 +166,7 @@ def flux_pipeline(folder: Path, seed: int = 0) -> Path:
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
                                          pooled_projection_dim=32, axes_dims_rope=[4, 4, 8], guidance_embeds=True).eval()
-    pipe = FluxPipeline(
+    pipe = (FluxKontextPipeline if kontext else FluxPipeline)(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
         vae=kl_vae(seed + 1, scaling_factor=0.3611, shift_factor=0.1159),  # Flux's own latent scaling
         text_encoder=clip_text_model(seed + 2), text_encoder_2=t5_encoder(seed + 5),
@@ -556,4 +557,87 @@ def florence2(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     Florence2ForConditionalGeneration(Florence2Config(vision_config=vision, text_config=text,
                                                       image_token_id=tokenizer.image_token_id)).save_pretrained(folder)
+
+
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                "<|video_pad|>"]
+
+
+def write_qwen_tokenizer(folder: Path) -> None:
+    """A Qwen2 tokenizer (vocab.json + merges.txt): a byte-level BPE over the 256 byte symbols with merges for the
+    caption words, and the chat and vision special tokens the Qwen-Image prompt templates use."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import Qwen2Tokenizer
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(ByteLevel.alphabet()))}
+    merges = []
+    for word in CLIP_WORDS:
+        piece = "\u0120" + word[0]  # "Ġ": a space before the word, in byte-level spelling
+        vocab.setdefault(piece, len(vocab))
+        merges.append(("\u0120", word[0]))
+        for ch in word[1:]:
+            if (piece, ch) not in merges:
+                merges.append((piece, ch))
+            piece += ch
+            vocab.setdefault(piece, len(vocab))
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges)
+    tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL[1:]})
+    tokenizer.save_pretrained(folder)
+
+
+def qwen_vl_text_encoder(seed: int, tokenizer, hidden: int = 16):
+    """A two-layer Qwen2.5-VL (vision tower included) whose special-token ids are the tokenizer's."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
+    config = Qwen2_5_VLConfig(
+        text_config={"hidden_size": hidden, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "num_key_value_heads": 2, "vocab_size": len(tokenizer), "max_position_embeddings": 2048,
+                     "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+                     "rope_theta": 1000000.0, "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"]},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": hidden,
+                       "fullatt_block_indexes": [1], "window_size": 56},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+def qwen_image_vae(seed: int):
+    """A tiny AutoencoderKLQwenImage (a causal video VAE used on one-frame clips): 8x smaller, 4 channels,
+    with per-channel latent mean and std as the real one has."""
+    from diffusers import AutoencoderKLQwenImage
+
+    torch.manual_seed(seed)
+    return AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 1, 2, 2], num_res_blocks=1,
+                                  temperal_downsample=[False, True, True], latents_mean=[0.1, -0.2, 0.05, 0.0],
+                                  latents_std=[1.5, 0.8, 1.2, 1.0]).eval()
+
+
+def qwen_image_pipeline(folder: Path, seed: int = 0, edit: bool = False) -> Path:
+    """A Qwen-Image pipeline folder (Qwen2.5-VL text encoder, MMDiT transformer on 2x2-packed latents, the Qwen
+    video VAE); ``edit``: a QwenImageEditPipeline, with the Qwen2-VL processor that shows the encoder a picture."""
+    from diffusers import (FlowMatchEulerDiscreteScheduler, QwenImageEditPipeline, QwenImagePipeline,
+                           QwenImageTransformer2DModel)
+    from transformers import Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    write_qwen_tokenizer(folder / "_qwen")
+    tokenizer = Qwen2Tokenizer.from_pretrained(folder / "_qwen")
+    torch.manual_seed(seed + 3)
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2,
+                                              attention_head_dim=16, num_attention_heads=3, joint_attention_dim=16,
+                                              guidance_embeds=False, axes_dims_rope=(8, 4, 4)).eval()
+    parts = dict(transformer=transformer, vae=qwen_image_vae(seed + 1), text_encoder=qwen_vl_text_encoder(seed + 2, tokenizer),
+                 tokenizer=tokenizer,
+                 scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+                                                           max_image_seq_len=8192, shift_terminal=0.02,
+                                                           time_shift_type="exponential"))
+    if edit:  # few pixels for the vision tower: the picture becomes a handful of image tokens
+        image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2)
+        parts["processor"] = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                              video_processor=Qwen2VLVideoProcessor())
+    pipe = (QwenImageEditPipeline if edit else QwenImagePipeline)(**parts)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    _remove(folder / "_qwen")
     return folder

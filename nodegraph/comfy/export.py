@@ -23,7 +23,7 @@ from .table import KARRAS, SAMPLERS, TABLE, Spec
 CONDITIONING_CHAIN = {"control.apply": "conditioning", "cond.guidance": "conditioning",
                       "control.ip_adapter": "conditioning", "cond.combine": "a", "cond.zero_out": "conditioning",
                       "cond.combine_list": "a", "cond.set_area": "conditioning", "cond.set_mask": "conditioning",
-                      "cond.timestep_range": "conditioning"}
+                      "cond.timestep_range": "conditioning", "cond.reference_latent": "conditioning"}
 SKIPPED = {"doc.note"}  # frontend-only in ComfyUI: its server has no such node
 
 INVERSE = {  # our parameter value -> ComfyUI's, for the table's value conversions
