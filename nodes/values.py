@@ -21,14 +21,14 @@ def numbers(*names: str, description: str = "") -> list[Param]:
 @node("value.int", title="Integer", category="values", params=[Param("value", T.INT, 0, min=-BIG, max=BIG)],
       outputs=[Output("value", T.INT)])
 def integer(ctx, value):
-    """A whole number."""
+    """A whole number to drive several nodes' INT parameters from one place (a size, a step count)."""
     return {"value": value}
 
 
 @node("value.float", title="Float", category="values", params=[Param("value", T.FLOAT, 0.0, min=-NUMBER, max=NUMBER)],
       outputs=[Output("value", T.FLOAT)])
 def floating(ctx, value):
-    """A decimal number."""
+    """A decimal number to drive several nodes' FLOAT parameters from one place (a strength, a scale)."""
     return {"value": value}
 
 
@@ -42,7 +42,7 @@ def text(ctx, value):
 @node("value.bool", title="Switch", category="values", params=[Param("value", T.BOOL, False)],
       outputs=[Output("value", T.BOOL)])
 def switch(ctx, value):
-    """True or false."""
+    """True or false, to drive BOOL parameters or pick an input of a Switch node."""
     return {"value": value}
 
 

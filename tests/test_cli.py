@@ -196,6 +196,17 @@ def test_nodes_lists_every_type_as_table_and_json(capsys):
     assert not any(t.startswith("test.") for t in types)
 
 
+def test_the_library_has_a_hundred_node_types_each_described_for_the_palette(capsys):
+    types = json.loads(cli(capsys, "nodes", "--json")[1])
+    assert len(types) >= 100
+    undescribed = [t["id"] for t in types if len(t["description"]) < 20 or not t["category"]]
+    assert undescribed == []
+    families = {"analyze.segment", "analyze.detect", "analyze.clipseg", "analyze.florence", "analyze.depth",
+                "image.upscale_model", "cond.set_area", "cond.timestep_range", "model.pag",
+                "model.differential_diffusion", "cond.reference_latent", "subgraph:text_to_masks"}
+    assert families <= {t["id"] for t in types}
+
+
 def test_the_installed_console_script_runs(tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "nodegraph")
     done = subprocess.run([exe, "run", EXAMPLE, "--target", "save_graded", "--output-dir", tmp_path],

@@ -9,6 +9,7 @@ import functools
 import glob
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -107,3 +108,12 @@ def test_example_runs_and_writes_images(path, tmp_path, model_folder, monkeypatc
         far[4:60, 0:42] = False  # a box well around the circle (radius 10 at x 14, y 32), grown and feathered
         assert np.array_equal(after[far], before[far])
         assert not np.array_equal(after[~far], before[~far])
+
+
+def test_the_readme_names_only_examples_that_exist_and_every_model_backed_one():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    sentence = text[text.index("- Examples in `workflows/`:"):text.index("They name models")]
+    named = set(re.findall(r"`([a-z0-9-]+)`", sentence))
+    shipped = {os.path.basename(p)[:-5] for p in EXAMPLES}
+    assert named <= shipped
+    assert shipped - named == {"image-ops", "load-save"}  # the two without models, shown elsewhere in the README
