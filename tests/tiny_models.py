@@ -410,6 +410,7 @@ def sam3_tracker(folder: Path, seed: int = 0) -> Path:
                                        mask_decoder_config=decoder)).save_pretrained(folder, safe_serialization=True)
     Sam3TrackerProcessor(Sam3ImageProcessor(size={"height": 56, "width": 56}, mask_size={"height": 16, "width": 16})
                          ).save_pretrained(folder)
+    return folder
 
 
 def write_owl_tokenizer(folder: Path, max_length: int = 16) -> None:
@@ -521,6 +522,7 @@ def clipseg(folder: Path, seed: int = 0) -> Path:
     CLIPSegForImageSegmentation(config).save_pretrained(folder, safe_serialization=True)
     images = ViTImageProcessor(size={"height": 32, "width": 32}, resample=2)  # bilinear, as CLIPSeg's own
     CLIPSegProcessor(images, tokenizer).save_pretrained(folder)
+    return folder
 
 
 #: what Florence2Processor's answer parser reads per kind of answer (florence-community's processors ship this)
@@ -557,6 +559,7 @@ def florence2(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     Florence2ForConditionalGeneration(Florence2Config(vision_config=vision, text_config=text,
                                                       image_token_id=tokenizer.image_token_id)).save_pretrained(folder)
+    return folder
 
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
