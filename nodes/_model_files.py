@@ -74,6 +74,38 @@ def config_class(path: Path, what: str) -> str:
         raise NodeUserError(f"{path} is not {what} (no config.json naming its class)") from None
 
 
+def transformers_config(path: Path) -> dict:
+    """A transformers folder's config.json, or a NodeUserError saying the folder is not one."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise NodeUserError(f"{path} is not a transformers model folder (no config.json naming its model_type)")
+    return config
+
+
+def model_type(path: Path) -> str:
+    """config.json's model_type: which transformers classes read the folder, known before any weights load."""
+    return transformers_config(path)["model_type"]
+
+
+def load_transformers(path: Path, model_class: str, processor_class: str, dtype: str, device):
+    """A transformers model (in eval mode, on ``device``) and its processor from a local folder, offline; a
+    loading failure said in words."""
+    import transformers
+
+    try:
+        module = getattr(transformers, model_class).from_pretrained(
+            path, dtype=torch_dtype(dtype, device), local_files_only=True)
+        processor = getattr(transformers, processor_class).from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise NodeUserError(f"cannot load {path}: {' '.join(str(e).split())[:300]}") from None
+    return module.to(device).eval(), processor
+
+
 def torch_dtype(name: str, device):
     import torch
 

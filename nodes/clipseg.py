@@ -16,7 +16,7 @@ from nodegraph.models import MODEL_HINT
 from nodegraph.node import Input
 
 from . import _model_files as files
-from .detect import load_transformers, model_type, refuse_long_texts, to_device
+from .detect import refuse_long_texts, to_device
 
 
 @dataclass(eq=False)
@@ -43,10 +43,10 @@ class ClipSegModel:
 def load_clipseg(ctx, model, dtype):
     """Load CLIPSeg and its processor, so Text to Mask can find things named in words."""
     path = files.resolve(model, ctx)
-    kind = model_type(path)
+    kind = files.model_type(path)
     if kind != "clipseg":
         raise NodeUserError(f"{path} holds a {kind!r} model, not CLIPSeg")
-    module, processor = load_transformers(path, "CLIPSegForImageSegmentation", "CLIPSegProcessor", dtype, ctx.device)
+    module, processor = files.load_transformers(path, "CLIPSegForImageSegmentation", "CLIPSegProcessor", dtype, ctx.device)
     return {"clipseg_model": ClipSegModel(module, processor, str(path))}
 
 

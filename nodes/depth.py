@@ -7,7 +7,6 @@ in the engine's cache like every model, so Depth Map re-runs for a new picture w
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,23 +42,14 @@ class DepthModel:
 )
 def load_depth_model(ctx, model, dtype):
     """Load a depth estimator and its image processor (transformers' AutoModelForDepthEstimation)."""
-    import transformers
-
     path = files.resolve(model, ctx)
-    try:
-        model_type = json.loads((path / "config.json").read_text())["model_type"]
-    except (OSError, ValueError, KeyError):
-        raise NodeUserError(f"{path} is not a transformers model folder (no config.json naming its model_type)") from None
+    model_type = files.model_type(path)
     if model_type not in MODEL_TYPES:
         raise NodeUserError(f"{path} holds a {model_type!r} model, not a depth estimator "
                             f"({', '.join(MODEL_TYPES)})")
-    try:
-        module = transformers.AutoModelForDepthEstimation.from_pretrained(
-            path, dtype=files.torch_dtype(dtype, ctx.device), local_files_only=True)
-        processor = transformers.AutoImageProcessor.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise NodeUserError(f"cannot load {path}: {' '.join(str(e).split())[:300]}") from None
-    return {"depth_model": DepthModel(module.to(ctx.device).eval(), processor, str(path))}
+    module, processor = files.load_transformers(path, "AutoModelForDepthEstimation", "AutoImageProcessor", dtype,
+                                                ctx.device)
+    return {"depth_model": DepthModel(module, processor, str(path))}
 
 
 def normalized(depth):

@@ -9,10 +9,8 @@ and the box scaling to the processor's own post-processing, so its boxes are tra
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from nodegraph import NodeUserError, Output, Param, PortType as T, node
@@ -39,27 +37,6 @@ class DetectModel:
     kind: str  # config.json's model_type: a key of DETECTORS
 
 
-def model_type(path: Path) -> str:
-    """config.json's model_type, or a NodeUserError saying the folder is not a transformers model."""
-    try:
-        return json.loads((path / "config.json").read_text())["model_type"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise NodeUserError(f"{path} is not a transformers model folder (no config.json naming its model_type)") from None
-
-
-def load_transformers(path: Path, model_class: str, processor_class: str, dtype: str, device):
-    """A transformers model and its processor from a local folder (offline), a loading failure said in words."""
-    import transformers
-
-    try:
-        module = getattr(transformers, model_class).from_pretrained(
-            path, dtype=files.torch_dtype(dtype, device), local_files_only=True)
-        processor = getattr(transformers, processor_class).from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, TypeError) as e:
-        raise NodeUserError(f"cannot load {path}: {' '.join(str(e).split())[:300]}") from None
-    return module.to(device).eval(), processor
-
-
 @node(
     "model.detect",
     title="Load Detector",
@@ -77,11 +54,11 @@ def load_transformers(path: Path, model_class: str, processor_class: str, dtype:
 def load_detector(ctx, model, dtype):
     """Load a text-prompted detector and its processor, so Detect Objects can find things named in words."""
     path = files.resolve(model, ctx)
-    kind = model_type(path)
+    kind = files.model_type(path)
     if kind not in DETECTORS:
         raise NodeUserError(f"{path} holds a {kind!r} model, not a text-prompted detector "
                             f"(Grounding DINO, OWL-ViT or OWLv2: {', '.join(DETECTORS)})")
-    module, processor = load_transformers(path, *DETECTORS[kind], dtype, ctx.device)
+    module, processor = files.load_transformers(path, *DETECTORS[kind], dtype, ctx.device)
     return {"detect_model": DetectModel(module, processor, str(path), kind)}
 
 

@@ -10,7 +10,6 @@ value on the picture (and their union a MASK) for a segmenter, a crop or an inpa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +43,6 @@ class VisionLanguageModel:
     path: str
 
 
-def _config(path) -> dict:
-    try:
-        return json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        raise NodeUserError(f"{path} is not a transformers model folder (no readable config.json)") from None
-
-
 @node(
     "model.vlm",
     title="Load Florence-2",
@@ -67,27 +59,20 @@ def _config(path) -> dict:
 )
 def load_florence(ctx, model, dtype):
     """Load Florence-2 and its processor (transformers' Florence2ForConditionalGeneration, Florence2Processor)."""
-    import transformers
-
     path = files.resolve(model, ctx)
-    config = _config(path)
-    model_type = config.get("model_type")
+    config = files.transformers_config(path)
+    model_type = config["model_type"]
     if model_type != "florence2":
         raise NodeUserError(f"{path} holds a {model_type!r} model, not Florence-2 (config.json model_type "
-                            f"'florence2')" if model_type else
-                            f"{path} is not a transformers model folder (its config.json names no model_type)")
+                            f"'florence2')")
     parts = {(config.get(k) or {}).get("model_type") for k in ("vision_config", "text_config")}
     if parts & {"davit", "florence2_language"}:  # microsoft/Florence-2-*: the model's own code, not transformers'
         raise NodeUserError(f"{path} is Florence-2 in Microsoft's original remote-code layout, which runs code "
                             f"shipped with the model; use a folder converted for transformers' own Florence-2 "
                             f"classes (florence-community/Florence-2-base, -large, ...)")
-    try:
-        module = transformers.Florence2ForConditionalGeneration.from_pretrained(
-            path, dtype=files.torch_dtype(dtype, ctx.device), local_files_only=True)
-        processor = transformers.Florence2Processor.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise NodeUserError(f"cannot load {path} as Florence-2: {' '.join(str(e).split())[:300]}") from None
-    return {"vlm": VisionLanguageModel(module.to(ctx.device).eval(), processor, str(path))}
+    module, processor = files.load_transformers(path, "Florence2ForConditionalGeneration", "Florence2Processor",
+                                                dtype, ctx.device)
+    return {"vlm": VisionLanguageModel(module, processor, str(path))}
 
 
 def prompt(task: str, text: str) -> str:

@@ -9,7 +9,6 @@ mask equals what transformers gives for the same prompt.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,22 +56,12 @@ class SegmentModel:
 def load_segmenter(ctx, model, dtype):
     """Load a promptable segmenter once, so that every click re-runs only Segment; the class is chosen from the
     folder's config.json, so a folder of another kind is refused before any weights are read."""
-    import transformers
-
     path = files.resolve(model, ctx)
-    try:
-        kind = json.loads((path / "config.json").read_text())["model_type"]
-    except (OSError, ValueError, KeyError):
-        raise NodeUserError(f"{path} is not a transformers model folder (no config.json naming its model_type)") from None
+    kind = files.model_type(path)
     if kind not in KINDS:
         raise NodeUserError(f"{path} holds a {kind!r} model, not a promptable segmenter ({KIND_NAMES})")
-    model_class, processor_class = (getattr(transformers, name) for name in KINDS[kind])
-    try:
-        module = model_class.from_pretrained(path, dtype=files.torch_dtype(dtype, ctx.device), local_files_only=True)
-        processor = processor_class.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise NodeUserError(f"cannot load {path}: {' '.join(str(e).split())[:300]}") from None
-    return {"segment_model": SegmentModel(module.to(ctx.device).eval(), processor, str(path), kind)}
+    module, processor = files.load_transformers(path, *KINDS[kind], dtype, ctx.device)
+    return {"segment_model": SegmentModel(module, processor, str(path), kind)}
 
 
 def _read(parse, text, name, width, height):
