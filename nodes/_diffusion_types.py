@@ -42,8 +42,9 @@ class TextEncoders:
 
 @dataclass(eq=False)
 class Vae:
-    """VAE: an AutoencoderKL ("kl"), AutoencoderDC ("dc") or Qwen-Image's video VAE ("qwen", used on one-frame
-    clips, with a mean and std per latent channel instead of one scale and shift) with its latent scaling."""
+    """VAE: an AutoencoderKL ("kl"), AutoencoderDC ("dc"), AutoencoderTiny ("tiny", TAESD) or Qwen-Image's video
+    VAE ("qwen", used on one-frame clips, with a mean and std per latent channel instead of one scale and shift)
+    with its latent scaling."""
 
     kind: str
     module: Any

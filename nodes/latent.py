@@ -44,6 +44,9 @@ def _tiling(vae, tiled: bool, tile_size: int):
         return
     if vae.kind == "qwen":
         raise NodeUserError("tiled encoding and decoding is not available for Qwen-Image's VAE yet; switch tiled off")
+    if vae.kind == "tiny":
+        raise NodeUserError("a tiny VAE (AutoencoderTiny) needs little memory and decodes whole pictures; switch "
+                            "tiled off")
     if vae.kind == "dc":
         names = ("tile_sample_min_height", "tile_sample_min_width", "tile_sample_stride_height",
                  "tile_sample_stride_width", "tile_latent_min_height", "tile_latent_min_width")
@@ -76,7 +79,10 @@ def encode(vae, image, tiled=False, tile_size=512):
     x = (image.to(device=vae.module.device, dtype=vae.module.dtype) * 2 - 1)
     with torch.inference_mode(), _tiling(vae, tiled, tile_size):
         out = vae.module.encode(x.unsqueeze(2) if vae.kind == "qwen" else x)  # Qwen's: a one-frame clip
-    raw = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latent
+    if hasattr(out, "latent_dist"):  # AutoencoderKL
+        raw = out.latent_dist.mode()
+    else:  # AutoencoderDC's latent; AutoencoderTiny's latents
+        raw = out.latents if hasattr(out, "latents") else out.latent
     return vae.scaled(raw[:, :, 0] if vae.kind == "qwen" else raw)
 
 

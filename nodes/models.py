@@ -102,13 +102,14 @@ def _pipeline_options(pipe) -> dict:
 
 
 def make_vae(module) -> Vae:
-    """Wrap an AutoencoderKL, AutoencoderDC or AutoencoderKLQwenImage with the scaling its latents use."""
+    """Wrap an AutoencoderKL, AutoencoderDC, AutoencoderTiny or AutoencoderKLQwenImage with the scaling its
+    latents use (a tiny VAE's scaling_factor is 1: it reads and writes the denoiser's latents as they are)."""
     config = module.config
     if type(module).__name__ == "AutoencoderKLQwenImage":  # its pipelines' vae_scale_factor and normalisation
         return Vae("qwen", module.eval(), 1.0, 0.0, 2 ** len(module.temperal_downsample),
                    tuple(config.latents_mean), tuple(config.latents_std))
-    kind = "dc" if type(module).__name__ == "AutoencoderDC" else "kl"
-    if kind == "kl":
+    kind = {"AutoencoderDC": "dc", "AutoencoderTiny": "tiny"}.get(type(module).__name__, "kl")
+    if kind in ("kl", "tiny"):  # a tiny VAE (TAESD) registers its decoder's block_out_channels too
         downscale = 2 ** (len(config.block_out_channels) - 1)
     else:
         downscale = 2 ** (len(config.encoder_block_out_channels) - 1)
@@ -123,7 +124,8 @@ def make_vae(module) -> Vae:
     params=[
         Param("model", T.STRING, "", hint=MODEL_HINT, kind="vae",
               description="a VAE folder (config.json and weights), a pipeline folder whose vae/ to use, or a lone "
-                          ".safetensors VAE (sdxl_vae, Flux's ae)"),
+                          ".safetensors VAE (sdxl_vae, Flux's ae); a tiny VAE folder (AutoencoderTiny: TAESD, "
+                          "TAESDXL, TAEF1) decodes in a fraction of the time, for previews and live mode"),
         Param("dtype", T.ENUM, "auto", choices=DTYPES),
         _config_param("vae"),
         Param("family", T.ENUM, "auto", choices=VAE_FAMILIES,
@@ -134,7 +136,7 @@ def make_vae(module) -> Vae:
     identity=_identity("vae"),
 )
 def load_vae(ctx, model, dtype, config, family):
-    """Load an AutoencoderKL or AutoencoderDC (DC-AE) on its own, to swap a pipeline's VAE."""
+    """Load an AutoencoderKL, AutoencoderDC (DC-AE) or AutoencoderTiny on its own, to swap a pipeline's VAE."""
     import diffusers
 
     from . import _split_files
@@ -147,8 +149,8 @@ def load_vae(ctx, model, dtype, config, family):
     if (path / "model_index.json").is_file():
         path = path / "vae"
     class_name = files.config_class(path, "a VAE folder")
-    if class_name not in ("AutoencoderKL", "AutoencoderDC", "AutoencoderKLQwenImage"):
-        raise NodeUserError(f"{path} holds a {class_name}, not an AutoencoderKL, AutoencoderDC or "
+    if class_name not in ("AutoencoderKL", "AutoencoderDC", "AutoencoderTiny", "AutoencoderKLQwenImage"):
+        raise NodeUserError(f"{path} holds a {class_name}, not an AutoencoderKL, AutoencoderDC, AutoencoderTiny or "
                             f"AutoencoderKLQwenImage")
     cls = getattr(diffusers, class_name)
     try:

@@ -25,3 +25,8 @@ def test_the_upscale_benchmark_prints_every_tiling():
     rows = [line for line in bench("bench_upscale.py", "--size", "128", "--repeat", "1", "--threads", "1").splitlines()
             if line.startswith("| ")]
     assert len(rows) == 2 + 8
+
+
+def test_the_vae_benchmark_prints_both_vaes():
+    rows = [line for line in bench("bench_vae.py", "--sizes", "64", "--repeat", "1").splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[0][2:] for r in rows[2:]] == ["AutoencoderKL (SD 1.5)", "AutoencoderTiny (TAESD)"]

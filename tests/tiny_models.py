@@ -644,3 +644,14 @@ def qwen_image_pipeline(folder: Path, seed: int = 0, edit: bool = False) -> Path
     pipe.save_pretrained(folder, safe_serialization=True)
     _remove(folder / "_qwen")
     return folder
+
+
+def tiny_vae(folder: Path, seed: int = 0, latent_channels: int = 4) -> Path:
+    """A tiny AutoencoderTiny (TAESD's architecture, 8x down, 8 channels a block) saved as diffusers saves it."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
+                    latent_channels=latent_channels).save_pretrained(folder, safe_serialization=True)
+    return folder
