@@ -19,21 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))  # tiny_models: random-weight models in the released layouts
 
-
-class BareContext:
-    def __init__(self, device):
-        self.device = device
-
-    def input_path(self, path):
-        return Path(path)
-
-    def progress(self, fraction, preview=None):
-        pass
-
-    def check_cancelled(self):
-        pass
 
 
 def main() -> None:
@@ -43,6 +31,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+
+    from bare_context import BareContext
     from PIL import Image
 
     import tiny_models

@@ -20,25 +20,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))  # tiny_upscalers: random-weight models in the released layouts
 
 TILINGS = [(0, 0), (256, 32), (128, 16), (128, 0)]  # (tile, overlap); 0: the whole picture at once
 
-
-class BareContext:
-    """What the two nodes use of the engine's context, and nothing else."""
-
-    def __init__(self, device):
-        self.device = device
-
-    def input_path(self, path):
-        return Path(path)
-
-    def progress(self, fraction, preview=None):
-        pass
-
-    def check_cancelled(self):
-        pass
 
 
 def main() -> None:
@@ -50,6 +36,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+
+    from bare_context import BareContext
 
     import tiny_upscalers
     from nodes import _tiling, upscale

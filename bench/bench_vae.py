@@ -18,11 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-class BareContext:
-    def __init__(self, device):
-        self.device = device
 
 
 def main() -> None:
@@ -33,6 +30,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+
+    from bare_context import BareContext
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     from nodes._diffusion_types import Latent
