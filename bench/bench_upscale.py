@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # tiny_upscalers: random-weight models 
 TILINGS = [(0, 0), (256, 32), (128, 16), (128, 0)]  # (tile, overlap); 0: the whole picture at once
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="the picture's side in pixels")
